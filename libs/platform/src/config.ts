@@ -1,0 +1,73 @@
+import { z } from 'zod';
+
+/** Thrown at start-up when environment variables are missing or malformed; lists them all. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** A TCP port, with a default. */
+export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+/** A whole number in [min, max], with a default. */
+export const int = (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+/** A comma-separated list, trimmed, empty entries dropped. */
+export const list = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+/** `true/false/1/0/yes/no`. */
+export const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Settings every service shares. */
+export const commonEnv = {
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  DATABASE_URL: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/aijob'),
+  DATABASE_POOL_MAX: int(10, 1, 500),
+  NATS_URL: list('nats://127.0.0.1:4222'),
+  /** Prefix of every NATS subject, stream and bucket, so several platforms share one NATS. */
+  AIJOB_NAMESPACE: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,31}$/, 'lowercase letters, digits and _, starting with a letter')
+    .default('aijob'),
+  GRPC_HOST: z.string().default('0.0.0.0'),
+  /** Grace period for draining in-flight work at shutdown. */
+  SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
+};
+
+/**
+ * Parses `env` once against `shape`. Fails listing every bad variable, never only the first.
+ * This is the only place that reads process.env.
+ */
+export function loadConfig<S extends z.ZodRawShape>(
+  shape: S,
+  env: Record<string, string | undefined> = process.env,
+): z.infer<z.ZodObject<S>> {
+  const cleaned: Record<string, string> = {};
+  for (const key of Object.keys(shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') cleaned[key] = v;
+  }
+  const parsed = z.object(shape).safeParse(cleaned);
+  if (parsed.success) return parsed.data;
+  throw new ConfigError(
+    parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}${
+      i.path.length ? ` (got ${JSON.stringify(cleaned[String(i.path[0])] ?? null)})` : ''
+    }`),
+  );
+}
+
+/** Environment variables a service knows, for documentation and manifest checks. */
+export function knownVariables(shape: z.ZodRawShape): string[] {
+  return Object.keys(shape).sort();
+}
