@@ -8,3 +8,4 @@ export * from './metrics.js';
 export * from './ops-server.js';
 export * from './scopes.js';
 export * from './trace-context.js';
+export * from './batcher.js';
