@@ -9,3 +9,4 @@ export * from './ops-server.js';
 export * from './scopes.js';
 export * from './trace-context.js';
 export * from './batcher.js';
+export * from './authorize.js';

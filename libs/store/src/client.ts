@@ -3,6 +3,7 @@ import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import * as schema from './schema/index.js';
 
 export type Sql = postgres.Sql;
+export type Tx = postgres.TransactionSql;
 export type Db = PostgresJsDatabase<typeof schema>;
 
 export interface Store {

@@ -1,8 +1,11 @@
 import { sql } from 'drizzle-orm';
-import { index, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { index, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 import { workspaces } from './workspaces.js';
 
-/** API keys: the id is the visible prefix, the secret is kept only as a SHA-256 hash. */
+/**
+ * API keys. The key is shown once; only its SHA-256 is kept, and a call is matched by
+ * that hash. `id` (key_...) is the visible name used in listings and audit rows.
+ */
 export const apiKeys = pgTable('api_keys', {
   id: text('id').primaryKey(),
   workspaceId: text('workspace_id').notNull().references(() => workspaces.id),
@@ -13,4 +16,7 @@ export const apiKeys = pgTable('api_keys', {
   expiresAt: timestamp('expires_at', { withTimezone: true }),
   revokedAt: timestamp('revoked_at', { withTimezone: true }),
   lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
-}, (t) => [index('api_keys_workspace_idx').on(t.workspaceId)]);
+}, (t) => [
+  index('api_keys_workspace_idx').on(t.workspaceId),
+  uniqueIndex('api_keys_secret_hash_idx').on(t.secretHash),
+]);

@@ -1,0 +1,121 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { AuthServiceClient, type Principal } from '@aijob/contracts';
+import { PermissionDeniedError, UnauthenticatedError, UnavailableError } from './errors.js';
+import type { CallContext } from './grpc-server.js';
+import { hasScope, type Scope } from './scopes.js';
+
+const MAX_CREDENTIAL = 4096;
+
+/** The credential of `authorization: Bearer <api key or JWT>`, or UNAUTHENTICATED. */
+export function bearerCredential(metadata: grpc.Metadata): string {
+  const values = metadata.get('authorization');
+  if (values.length === 0) throw new UnauthenticatedError('missing authorization metadata (Bearer <api key or token>)');
+  const raw = values[0];
+  if (typeof raw !== 'string' || raw.length > MAX_CREDENTIAL + 7) throw new UnauthenticatedError('malformed authorization metadata');
+  const match = /^Bearer ([\x21-\x7e]+)$/i.exec(raw.trim());
+  if (!match) throw new UnauthenticatedError('authorization must be "Bearer <api key or token>"');
+  return match[1]!;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+/**
+ * The access check every gRPC server runs before a handler (see scopes.ts):
+ * `public` passes; `internal` needs INTERNAL_TOKEN in `x-aijob-internal` when one is set;
+ * a scope needs a credential whose principal holds it (or `admin`).
+ */
+export function makeAuthorizer(opts: {
+  authenticate: (credential: string) => Promise<Principal>;
+  internalToken?: string;
+}): (ctx: CallContext, access: string) => Promise<void> {
+  return async (ctx, access) => {
+    if (access === 'public') return;
+    if (access === 'internal') {
+      if (!opts.internalToken) return;
+      const given = ctx.metadata.get('x-aijob-internal')[0];
+      if (typeof given !== 'string' || !sameSecret(given, opts.internalToken)) {
+        throw new UnauthenticatedError('internal RPC without a valid x-aijob-internal token');
+      }
+      return;
+    }
+    const principal = await opts.authenticate(bearerCredential(ctx.metadata));
+    ctx.principal = principal;
+    if (!hasScope(principal.scopes, access as Scope)) {
+      throw new PermissionDeniedError(`${ctx.method.split('/')[1]} needs scope ${access}`);
+    }
+  };
+}
+
+/**
+ * AuthService.Authenticate behind a short cache, shared by concurrent lookups of the
+ * same credential. Entries live `ttlMs` (kept under the 5 s revocation promise) and
+ * `clear()` drops them all when the auth service announces a revocation.
+ */
+export class CachedAuthClient {
+  private readonly client: AuthServiceClient;
+  private readonly cache = new Map<string, { at: number; principal?: Principal; error?: Error }>();
+  private readonly inflight = new Map<string, Promise<Principal>>();
+
+  constructor(address: string, private readonly opts: { ttlMs?: number; maxEntries?: number; internalToken?: string } = {}) {
+    this.client = new AuthServiceClient(address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 30_000,
+    });
+  }
+
+  authenticate = async (credential: string): Promise<Principal> => {
+    const key = createHash('sha256').update(credential).digest('base64url');
+    const hit = this.cache.get(key);
+    const ttl = this.opts.ttlMs ?? 3_000;
+    if (hit && Date.now() - hit.at < (hit.error ? Math.min(ttl, 1_000) : ttl)) {
+      if (hit.error) throw hit.error;
+      return hit.principal!;
+    }
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const p = this.lookup(credential).then(
+      (principal) => { this.remember(key, { at: Date.now(), principal }); return principal; },
+      (err: Error) => { if (err instanceof UnauthenticatedError) this.remember(key, { at: Date.now(), error: err }); throw err; },
+    ).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  };
+
+  clear(): void {
+    this.cache.clear();
+  }
+
+  /** Readiness probe: the auth service answers. */
+  async ping(): Promise<void> {
+    await new Promise<void>((resolve, reject) =>
+      this.client.waitForReady(Date.now() + 1_500, (err) => (err ? reject(new Error('auth service unreachable')) : resolve())));
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private remember(key: string, entry: { at: number; principal?: Principal; error?: Error }) {
+    if (this.cache.size >= (this.opts.maxEntries ?? 10_000)) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+    this.cache.set(key, entry);
+  }
+
+  private lookup(credential: string): Promise<Principal> {
+    const md = new grpc.Metadata();
+    if (this.opts.internalToken) md.set('x-aijob-internal', this.opts.internalToken);
+    return new Promise((resolve, reject) => {
+      this.client.authenticate({ token: credential }, md, { deadline: Date.now() + 3_000 }, (err, res) => {
+        if (!err && res.principal) return resolve(res.principal);
+        if (err?.code === grpc.status.UNAUTHENTICATED) return reject(new UnauthenticatedError(err.details));
+        reject(new UnavailableError(`auth service unavailable: ${err?.details ?? 'no principal'}`));
+      });
+    });
+  }
+}
