@@ -1,0 +1,183 @@
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import { JobEvents, JobState, JobsChanged, type JobEvent } from '@aijob/contracts';
+import { consumeBatches, decode, encode, type EventPublisher, type Topology } from '@aijob/bus';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { counter, durationBuckets, histogram, type Logger } from '@aijob/platform';
+import type { JobStateName, Store } from '@aijob/store';
+import { backoffMs, foldEvents, type JobUpdate } from './event-fold.js';
+
+interface Applied {
+  id: string;
+  old_state: JobStateName;
+  state: JobStateName;
+  attempt: number;
+  queue: string;
+  workspace_id: string;
+  type: string;
+  next_attempt_at: Date | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  traceparent: string;
+}
+
+const rank: Record<string, number> = { QUEUED: 0, DISPATCHED: 1, RUNNING: 2 };
+
+/**
+ * Applies job events to the job record as guarded transitions, a consumed batch at a
+ * time: one UPDATE for all jobs in the batch and one INSERT for their history, in one
+ * transaction. A transition applies only to the job's current attempt while it is
+ * DISPATCHED or RUNNING, so redelivered, late or reordered events change nothing.
+ * Retryable failures with attempts left become RETRY_WAIT, announced to the scheduler.
+ */
+export class EventApplier {
+  private readonly metrics = {
+    completed: counter('aijob_completed_total', 'Jobs that reached a terminal state, by status.', ['status', 'queue', 'type']),
+    execution: histogram('aijob_execution_duration_seconds', 'Run time of attempts that ended, start to end.',
+      ['queue', 'type', 'status'], durationBuckets),
+    transitions: counter('aijob_state_transitions_total', 'Job state transitions applied.', ['to']),
+  };
+
+  constructor(
+    private readonly store: Store,
+    private readonly nc: NatsConnection,
+    private readonly events: EventPublisher,
+    private readonly t: Topology,
+    private readonly log: Logger,
+    private readonly o: { retryBaseMs: number; retryMaxMs: number },
+  ) {}
+
+  start(consumer: Consumer): { stop: () => Promise<void> } {
+    return consumeBatches(consumer, (msgs) => this.handle(msgs), {
+      maxBatch: 2_000, pullAhead: 4_000, retryDelayMs: 1_000, log: this.log,
+    });
+  }
+
+  async handle(msgs: JsMsg[]): Promise<void> {
+    const events: JobEvent[] = [];
+    for (const m of msgs) {
+      try {
+        events.push(...decode(JobEvents, m.data).events);
+      } catch (err) {
+        this.log.error({ err, subject: m.subject, seq: m.seq }, 'undecodable event message; dropping it');
+      }
+    }
+    await this.apply(events);
+  }
+
+  async apply(events: JobEvent[]): Promise<void> {
+    const { updates, touched } = foldEvents(events);
+    const applied = updates.length > 0 ? await this.write(updates) : [];
+    this.observe(applied);
+    const retries = applied.filter((a) => a.state === 'RETRY_WAIT');
+    // Announce retries before acking: if this fails the batch is redelivered (and the
+    // reconciler finds RETRY_WAIT jobs whose announcement was lost anyway).
+    await Promise.all(retries.map((a) => this.events.publish({
+      jobId: a.id, attempt: a.attempt, state: JobState.JOB_STATE_RETRY_WAIT, workerId: '', at: new Date(),
+      nextAttemptAt: a.next_attempt_at ?? new Date(), hasProgress: false, progress: 0, progressNote: '', usage: [],
+      queue: a.queue, workspaceId: a.workspace_id, traceparent: a.traceparent, source: 'job',
+      previousState: JobState.JOB_STATE_RUNNING, dispatchSeq: 0,
+    })));
+    if (touched.size > 0) this.nc.publish(this.t.subjects.jobsChanged, encode(JobsChanged, { jobIds: [...touched] }));
+  }
+
+  private async write(updates: JobUpdate[]): Promise<Applied[]> {
+    const now = Date.now();
+    const col = <T>(f: (u: JobUpdate) => T) => updates.map(f);
+    return this.store.sql.begin(async (tx) => {
+      const applied = await tx<Applied[]>`
+        UPDATE jobs j SET
+          state = CASE
+            WHEN e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts THEN 'RETRY_WAIT'
+            ELSE e.state END,
+          worker_id = COALESCE(NULLIF(e.worker_id, ''), j.worker_id),
+          started_at = CASE WHEN j.state = 'DISPATCHED' THEN COALESCE(e.started_at, e.at) ELSE j.started_at END,
+          progress = COALESCE(e.progress, j.progress),
+          progress_note = COALESCE(e.progress_note, j.progress_note),
+          output = CASE WHEN e.state = 'SUCCEEDED' THEN e.output::jsonb ELSE j.output END,
+          error_code = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_code ELSE j.error_code END,
+          error_message = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_message ELSE j.error_message END,
+          error_retryable = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.retryable ELSE j.error_retryable END,
+          next_attempt_at = CASE
+            WHEN e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts THEN e.next_attempt_at
+            ELSE NULL END,
+          finished_at = CASE
+            WHEN e.state = 'RUNNING' OR (e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts) THEN NULL
+            ELSE e.at END,
+          updated_at = now()
+        FROM (
+          SELECT u.*, o.state AS old_state FROM unnest(
+            ${col((u) => u.jobId)}::uuid[], ${col((u) => u.attempt)}::int[], ${col((u) => u.state)}::text[],
+            ${col((u) => u.workerId)}::text[], ${col((u) => u.at)}::timestamptz[],
+            ${col((u) => u.startedAt) as (Date | null)[]}::timestamptz[],
+            ${col((u) => (u.output ? JSON.stringify(u.output) : null)) as (string | null)[]}::text[],
+            ${col((u) => u.errorCode) as (string | null)[]}::text[],
+            ${col((u) => u.errorMessage) as (string | null)[]}::text[], ${col((u) => u.retryable)}::bool[],
+            ${col((u) => u.progress) as (number | null)[]}::real[], ${col((u) => u.progressNote) as (string | null)[]}::text[],
+            ${col((u) => new Date(now + backoffMs(u.attempt, this.o.retryBaseMs, this.o.retryMaxMs)))}::timestamptz[]
+          ) AS u(job_id, attempt, state, worker_id, at, started_at, output, error_code, error_message, retryable,
+                 progress, progress_note, next_attempt_at)
+          JOIN jobs o ON o.id = u.job_id
+        ) e
+        WHERE j.id = e.job_id AND j.attempt = e.attempt AND j.state IN ('DISPATCHED', 'RUNNING')
+          AND (e.state <> 'RUNNING' OR j.state = 'DISPATCHED' OR e.progress IS NOT NULL)
+        RETURNING j.id, e.old_state, j.state, j.attempt, j.queue, j.workspace_id, j.type, j.next_attempt_at,
+                  j.started_at, j.finished_at, j.traceparent`;
+      const history = historyRows(updates, applied);
+      if (history.length > 0) {
+        await tx`INSERT INTO job_events (job_id, attempt, state, source, worker_id, detail, at)
+          SELECT job_id, attempt, state, 'worker', worker_id, detail::jsonb, at FROM unnest(
+            ${history.map((h) => h.jobId)}::uuid[], ${history.map((h) => h.attempt)}::int[],
+            ${history.map((h) => h.state)}::text[], ${history.map((h) => h.workerId)}::text[],
+            ${history.map((h) => h.detail)}::text[], ${history.map((h) => h.at)}::timestamptz[]
+          ) AS h(job_id, attempt, state, worker_id, detail, at)`;
+      }
+      return applied;
+    });
+  }
+
+  private observe(applied: Applied[]): void {
+    for (const a of applied) {
+      this.metrics.transitions.inc({ to: a.state });
+      const ended = a.state !== 'RUNNING';
+      if (ended && a.started_at) {
+        const end = a.finished_at ?? new Date();
+        this.metrics.execution.observe({ queue: a.queue, type: a.type, status: a.state.toLowerCase() },
+          Math.max(0, end.getTime() - a.started_at.getTime()) / 1000);
+      }
+      if (a.state === 'SUCCEEDED' || a.state === 'FAILED' || a.state === 'CANCELLED') {
+        this.metrics.completed.inc({ status: a.state.toLowerCase(), queue: a.queue, type: a.type });
+      }
+    }
+  }
+}
+
+/** History rows for the transitions that moved each applied job forward. */
+function historyRows(updates: JobUpdate[], applied: Applied[]) {
+  const byId = new Map(applied.map((a) => [a.id, a]));
+  const rows: { jobId: string; attempt: number; state: string; workerId: string; detail: string; at: Date }[] = [];
+  for (const u of updates) {
+    const a = byId.get(u.jobId);
+    if (!a) continue;
+    let reached = rank[a.old_state] ?? 0;
+    for (const e of u.events) {
+      const isEnd = e.state !== JobState.JOB_STATE_RUNNING;
+      if (!isEnd && reached >= 2 && !e.hasProgress) continue;
+      if (!isEnd && e.hasProgress && reached >= 2) {
+        rows.push({ jobId: u.jobId, attempt: u.attempt, state: 'RUNNING', workerId: e.workerId,
+          detail: JSON.stringify({ progress: e.progress, note: e.progressNote }), at: e.at ?? new Date() });
+        continue;
+      }
+      if (!isEnd) {
+        reached = 2;
+        rows.push({ jobId: u.jobId, attempt: u.attempt, state: 'RUNNING', workerId: e.workerId, detail: '{}', at: e.at ?? new Date() });
+        continue;
+      }
+      rows.push({
+        jobId: u.jobId, attempt: u.attempt, state: a.state, workerId: e.workerId,
+        detail: JSON.stringify(e.error ? { error: e.error } : {}), at: e.at ?? new Date(),
+      });
+      break;
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,81 @@
+import { JobState, type JobEvent } from '@aijob/contracts';
+
+/** What a batch of events does to one job's current attempt, folded into one update. */
+export interface JobUpdate {
+  jobId: string;
+  attempt: number;
+  /** RUNNING, or how the attempt ended. */
+  state: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+  workerId: string;
+  at: Date;
+  startedAt: Date | null;
+  output: Record<string, unknown> | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  retryable: boolean;
+  progress: number | null;
+  progressNote: string | null;
+  /** The events folded in, in arrival order (for the job's history). */
+  events: JobEvent[];
+}
+
+const ends: Partial<Record<JobState, JobUpdate['state']>> = {
+  [JobState.JOB_STATE_SUCCEEDED]: 'SUCCEEDED',
+  [JobState.JOB_STATE_FAILED]: 'FAILED',
+  [JobState.JOB_STATE_CANCELLED]: 'CANCELLED',
+};
+
+/**
+ * Folds worker events into at most one update per job: the newest attempt wins, the
+ * first end of an attempt wins, progress keeps its latest value. Events that only
+ * announce a state already recorded (DISPATCHED from the scheduler, RETRY_WAIT and
+ * CANCELLED from this service) update nothing; their jobs are still reported as touched.
+ */
+export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched: Set<string> } {
+  const byJob = new Map<string, JobUpdate>();
+  const touched = new Set<string>();
+  for (const e of events) {
+    touched.add(e.jobId);
+    if (e.source !== 'worker') continue;
+    const isRunning = e.state === JobState.JOB_STATE_RUNNING;
+    const end = ends[e.state];
+    if (!isRunning && !end) continue;
+    let u = byJob.get(e.jobId);
+    if (u && e.attempt < u.attempt) continue;
+    if (!u || e.attempt > u.attempt) {
+      u = {
+        jobId: e.jobId, attempt: e.attempt, state: 'RUNNING', workerId: e.workerId, at: e.at ?? new Date(),
+        startedAt: null, output: null, errorCode: null, errorMessage: null, retryable: false,
+        progress: null, progressNote: null, events: [],
+      };
+      byJob.set(e.jobId, u);
+    }
+    if (u.state !== 'RUNNING') continue; // the attempt already ended in this batch
+    u.events.push(e);
+    if (e.workerId) u.workerId = e.workerId;
+    if (isRunning) {
+      u.startedAt ??= e.startedAt ?? e.at ?? null;
+      if (e.hasProgress) { u.progress = e.progress; u.progressNote = e.progressNote; }
+      continue;
+    }
+    u.state = end!;
+    u.at = e.at ?? new Date();
+    u.startedAt ??= e.startedAt ?? null;
+    if (end === 'SUCCEEDED') u.output = e.output ?? {};
+    if (end === 'FAILED' || end === 'CANCELLED') {
+      u.errorCode = e.error?.code || (end === 'CANCELLED' ? 'CANCELLED' : 'UNKNOWN');
+      u.errorMessage = e.error?.message ?? '';
+      u.retryable = end === 'FAILED' && (e.error?.retryable ?? false);
+    }
+  }
+  return { updates: [...byJob.values()], touched };
+}
+
+/**
+ * Full-jitter exponential backoff: uniform in [0, min(max, base * 2^(attempt-1))],
+ * never below 10% of that cap so retries do not stampede at zero.
+ */
+export function backoffMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const cap = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(cap * (0.1 + 0.9 * random()));
+}

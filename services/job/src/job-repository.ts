@@ -1,0 +1,109 @@
+import type { Store, JobStateName, Tx } from '@aijob/store';
+import { jobColumns, type JobRow } from './job-record.js';
+
+export interface AuditEntry {
+  actor: string;
+  workspaceId: string;
+  action: string;
+  resource: string;
+  outcome: 'allowed' | 'denied' | 'failed';
+  reason?: string;
+  traceId: string;
+  requestId: string;
+}
+
+export interface ListFilter {
+  workspaceId: string;
+  queue?: string;
+  type?: string;
+  states: JobStateName[];
+  /** Exclusive upper bound of ids (paging newest first). */
+  beforeId?: string;
+  limit: number;
+}
+
+/** Reads and single-job writes of the job record, always scoped to a workspace. */
+export class JobRepository {
+  constructor(private readonly store: Store) {}
+
+  async get(workspaceId: string, id: string): Promise<JobRow | undefined> {
+    const [row] = await this.store.sql.unsafe<JobRow[]>(
+      `SELECT ${jobColumns} FROM jobs WHERE id = $1 AND workspace_id = $2`, [id, workspaceId]);
+    return row;
+  }
+
+  /** Several jobs of one workspace by id (in no particular order). */
+  async getMany(workspaceId: string, ids: string[]): Promise<JobRow[]> {
+    if (ids.length === 0) return [];
+    return this.store.sql.unsafe<JobRow[]>(
+      `SELECT ${jobColumns} FROM jobs WHERE id = ANY($1::uuid[]) AND workspace_id = $2`, [ids, workspaceId]);
+  }
+
+  async list(f: ListFilter): Promise<JobRow[]> {
+    const where = ['workspace_id = $1'];
+    const params: unknown[] = [f.workspaceId];
+    const add = (clause: string, value: unknown) => { params.push(value); where.push(clause.replace('?', `$${params.length}`)); };
+    if (f.queue) add('queue = ?', f.queue);
+    if (f.type) add('type = ?', f.type);
+    if (f.states.length > 0) add('state = ANY(?::text[])', f.states);
+    if (f.beforeId) add('id < ?::uuid', f.beforeId);
+    params.push(f.limit);
+    return this.store.sql.unsafe<JobRow[]>(
+      `SELECT ${jobColumns} FROM jobs WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${params.length}`,
+      params as never[]);
+  }
+
+  /**
+   * Cancels a job that has not finished. Returns the updated row and the state it left,
+   * or undefined when the job is missing (`exists: false`) or already finished.
+   */
+  async cancel(workspaceId: string, id: string, reason: string, audit: AuditEntry):
+    Promise<{ row?: JobRow; previous?: JobStateName; exists: boolean }> {
+    return this.store.sql.begin(async (tx) => {
+      const [old] = await tx<{ state: JobStateName }[]>`
+        SELECT state FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
+      if (!old) return { exists: false };
+      if (old.state === 'SUCCEEDED' || old.state === 'FAILED' || old.state === 'CANCELLED') {
+        await this.audit(tx, { ...audit, outcome: 'failed', reason: `job is ${old.state}` });
+        return { exists: true, previous: old.state };
+      }
+      const [row] = await tx.unsafe<JobRow[]>(
+        `UPDATE jobs SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL,
+           error_code = 'CANCELLED', error_message = $3, error_retryable = false
+         WHERE id = $1 AND workspace_id = $2 RETURNING ${jobColumns}`, [id, workspaceId, reason || 'cancelled by request']);
+      await tx`INSERT INTO job_events (job_id, attempt, state, source, detail)
+        VALUES (${id}, ${row!.attempt}, 'CANCELLED', 'job', ${JSON.stringify({ reason, by: audit.actor })}::jsonb)`;
+      await this.audit(tx, audit);
+      return { row, previous: old.state, exists: true };
+    });
+  }
+
+  /** Reopens a FAILED or CANCELLED job with a fresh set of attempts. */
+  async retry(workspaceId: string, id: string, audit: AuditEntry):
+    Promise<{ row?: JobRow; previous?: JobStateName; exists: boolean }> {
+    return this.store.sql.begin(async (tx) => {
+      const [old] = await tx<{ state: JobStateName }[]>`
+        SELECT state FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
+      if (!old) return { exists: false };
+      if (old.state !== 'FAILED' && old.state !== 'CANCELLED') {
+        await this.audit(tx, { ...audit, outcome: 'failed', reason: `job is ${old.state}` });
+        return { exists: true, previous: old.state };
+      }
+      const [row] = await tx.unsafe<JobRow[]>(
+        `UPDATE jobs SET state = 'QUEUED', max_attempts = attempt + max_attempts, output = NULL, error_code = NULL,
+           error_message = NULL, error_retryable = NULL, finished_at = NULL, started_at = NULL, dispatched_at = NULL,
+           next_attempt_at = NULL, worker_id = NULL, progress = NULL, progress_note = NULL, updated_at = now()
+         WHERE id = $1 AND workspace_id = $2 RETURNING ${jobColumns}`, [id, workspaceId]);
+      await tx`INSERT INTO job_events (job_id, attempt, state, source, detail)
+        VALUES (${id}, ${row!.attempt}, 'QUEUED', 'job', ${JSON.stringify({ retried_by: audit.actor })}::jsonb)`;
+      await this.audit(tx, audit);
+      return { row, previous: old.state, exists: true };
+    });
+  }
+
+  async audit(tx: Tx | Store['sql'], e: AuditEntry): Promise<void> {
+    await tx`INSERT INTO audit_log (actor, workspace_id, action, resource, outcome, reason, trace_id, request_id)
+      VALUES (${e.actor}, ${e.workspaceId}, ${e.action}, ${e.resource}, ${e.outcome}, ${e.reason ?? ''},
+              ${e.traceId}, ${e.requestId})`;
+  }
+}

@@ -1,0 +1,46 @@
+import { JobServiceService } from '@aijob/contracts';
+import { currentTraceparent, type CallContext, type Implementation } from '@aijob/platform';
+import { toJob } from './job-record.js';
+import type { Caller, Jobs } from './jobs.js';
+
+const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
+
+/** The caller of an authorized call, with the trace the call belongs to. */
+function callerOf(ctx: CallContext): Caller {
+  let traceparent = currentTraceparent();
+  if (!traceparent) {
+    const given = ctx.metadata.get('traceparent')[0];
+    if (typeof given === 'string' && TRACEPARENT.test(given)) traceparent = given;
+  }
+  return { principal: ctx.principal!, traceparent, requestId: ctx.requestId };
+}
+
+/** gRPC handlers of aijob.v1.JobService: proto in, domain calls, proto out. */
+export function jobServiceHandlers(jobs: Jobs): Implementation<typeof JobServiceService> {
+  return {
+    async submitJob(req, ctx) {
+      const [outcome] = await jobs.submit(callerOf(ctx), [req], false);
+      return { job: toJob(outcome!.row), deduplicated: outcome!.deduplicated };
+    },
+    async submitJobs(req, ctx) {
+      const outcomes = await jobs.submit(callerOf(ctx), req.jobs, true);
+      return { results: outcomes.map((o) => ({ job: toJob(o.row), deduplicated: o.deduplicated })) };
+    },
+    async getJob(req, ctx) {
+      return { job: toJob(await jobs.get(callerOf(ctx), req.jobId)) };
+    },
+    async listJobs(req, ctx) {
+      const { rows, nextPageToken } = await jobs.list(callerOf(ctx), req);
+      return { jobs: rows.map(toJob), nextPageToken };
+    },
+    async watchJob(req, ctx, send) {
+      await jobs.watch(callerOf(ctx), req.jobId, ctx.signal, (row) => send({ job: toJob(row) }));
+    },
+    async cancelJob(req, ctx) {
+      return { job: toJob(await jobs.cancel(callerOf(ctx), req.jobId, req.reason)) };
+    },
+    async retryJob(req, ctx) {
+      return { job: toJob(await jobs.retry(callerOf(ctx), req.jobId)) };
+    },
+  };
+}

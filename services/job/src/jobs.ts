@@ -1,0 +1,167 @@
+import { v7 as uuidv7 } from 'uuid';
+import type { Principal, SubmitJobRequest } from '@aijob/contracts';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { JobState, jobStateFromJSON } from '@aijob/contracts';
+import type { EventPublisher, Topology } from '@aijob/bus';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, traceIdOf } from '@aijob/platform';
+import type { JobStateName } from '@aijob/store';
+import { isTerminal, type JobRow } from './job-record.js';
+import type { JobRepository } from './job-repository.js';
+import type { Submitter, SubmitOutcome } from './submitter.js';
+import { parseJobId, validateSubmission, type SubmissionLimits } from './validation.js';
+import type { WatchHub } from './watch-hub.js';
+
+/** Who is calling and how to trace it: what every mutation records. */
+export interface Caller {
+  principal: Principal;
+  traceparent: string;
+  requestId: string;
+}
+
+const MAX_BATCH = 1000;
+const WATCH_POLL_MS = 5_000;
+
+/** The job service's domain: no gRPC here, only jobs, callers and errors. */
+export class Jobs {
+  constructor(private readonly d: {
+    repo: JobRepository;
+    submitter: Submitter;
+    hub: WatchHub;
+    events: EventPublisher;
+    nc: NatsConnection;
+    topology: Topology;
+    limits: SubmissionLimits;
+  }) {}
+
+  async submit(caller: Caller, requests: SubmitJobRequest[], batch: boolean): Promise<SubmitOutcome[]> {
+    if (batch && (requests.length === 0 || requests.length > MAX_BATCH)) {
+      throw InvalidArgumentError.field('jobs', `must hold 1 to ${MAX_BATCH} jobs`);
+    }
+    const violations = [];
+    const valid = [];
+    for (const [i, req] of requests.entries()) {
+      try {
+        valid.push(validateSubmission(req, this.d.limits, batch ? `jobs[${i}].` : ''));
+      } catch (err) {
+        if (!(err instanceof InvalidArgumentError)) throw err;
+        violations.push(...err.violations);
+      }
+    }
+    if (violations.length > 0) throw new InvalidArgumentError(violations);
+    for (const [i, v] of valid.entries()) {
+      if (v.gangSize > 1) {
+        throw new FailedPreconditionError(`${batch ? `jobs[${i}].` : ''}gang_size: gang scheduling is not enabled on this platform`);
+      }
+    }
+    return this.d.submitter.submit(valid.map((v) => ({
+      ...v,
+      id: uuidv7(),
+      workspaceId: caller.principal.workspaceId,
+      createdBy: caller.principal.subject,
+      traceparent: caller.traceparent,
+      requestId: caller.requestId,
+    })));
+  }
+
+  async get(caller: Caller, jobId: string): Promise<JobRow> {
+    const id = parseJobId(jobId);
+    const row = await this.d.repo.get(caller.principal.workspaceId, id);
+    if (!row) throw new NotFoundError('job', id);
+    return row;
+  }
+
+  async list(caller: Caller, q: { queue: string; type: string; states: JobState[]; pageSize: number; pageToken: string }):
+    Promise<{ rows: JobRow[]; nextPageToken: string }> {
+    if (q.pageSize < 0 || q.pageSize > 1000) throw InvalidArgumentError.field('page_size', 'must be between 0 and 1000');
+    const limit = q.pageSize || 100;
+    let beforeId: string | undefined;
+    if (q.pageToken) {
+      beforeId = Buffer.from(q.pageToken, 'base64url').toString();
+      parseJobId(beforeId, 'page_token');
+    }
+    const states = q.states.map((s) => {
+      if (s === JobState.JOB_STATE_UNSPECIFIED || s === JobState.UNRECOGNIZED || !JobState[s]) {
+        throw InvalidArgumentError.field('states', 'contains an unknown state');
+      }
+      return JobState[s].replace('JOB_STATE_', '') as JobStateName;
+    });
+    const rows = await this.d.repo.list({
+      workspaceId: caller.principal.workspaceId, queue: q.queue || undefined, type: q.type || undefined,
+      states, beforeId, limit: limit + 1,
+    });
+    const more = rows.length > limit;
+    const page = more ? rows.slice(0, limit) : rows;
+    return { rows: page, nextPageToken: more ? Buffer.from(page[page.length - 1]!.id).toString('base64url') : '' };
+  }
+
+  /** Sends the job now and after every change; returns after a terminal state. */
+  async watch(caller: Caller, jobId: string, signal: AbortSignal, send: (row: JobRow) => Promise<void>): Promise<void> {
+    const id = parseJobId(jobId);
+    let changed = true;
+    let wake: (() => void) | undefined;
+    const off = this.d.hub.listen(id, () => { changed = true; wake?.(); });
+    const onAbort = () => wake?.();
+    signal.addEventListener('abort', onAbort);
+    try {
+      let last = '';
+      for (;;) {
+        if (signal.aborted) return;
+        if (changed) {
+          changed = false;
+          const row = await this.d.repo.get(caller.principal.workspaceId, id);
+          if (!row) throw new NotFoundError('job', id);
+          const version = `${row.state}|${row.attempt}|${row.updated_at.getTime()}|${row.progress}`;
+          if (version !== last) {
+            last = version;
+            await send(row);
+          }
+          if (isTerminal(row.state)) return;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => { changed = true; resolve(); }, WATCH_POLL_MS);
+          wake = () => { clearTimeout(timer); resolve(); };
+          if (changed || signal.aborted) wake();
+        });
+      }
+    } finally {
+      off();
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async cancel(caller: Caller, jobId: string, reason: string): Promise<JobRow> {
+    const id = parseJobId(jobId);
+    if (reason.length > 1024) throw InvalidArgumentError.field('reason', 'must be at most 1024 characters');
+    const result = await this.d.repo.cancel(caller.principal.workspaceId, id, reason, this.audit(caller, 'job.cancel', id));
+    if (!result.exists) throw new NotFoundError('job', id);
+    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous} and cannot be cancelled`);
+    const row = result.row;
+    // Abort a running handler at once; tell the scheduler (slot, pending) and watchers.
+    this.d.nc.publish(this.d.topology.subjects.cancel(id), new Uint8Array());
+    await this.d.events.publish({
+      jobId: id, attempt: row.attempt, state: JobState.JOB_STATE_CANCELLED, workerId: '', at: new Date(),
+      hasProgress: false, progress: 0, progressNote: '', usage: [], queue: row.queue, workspaceId: row.workspace_id,
+      traceparent: caller.traceparent, source: 'job', previousState: jobStateFromJSON(`JOB_STATE_${result.previous}`),
+      dispatchSeq: 0,
+    });
+    this.d.hub.notify(id);
+    return row;
+  }
+
+  async retry(caller: Caller, jobId: string): Promise<JobRow> {
+    const id = parseJobId(jobId);
+    const result = await this.d.repo.retry(caller.principal.workspaceId, id, this.audit(caller, 'job.retry', id));
+    if (!result.exists) throw new NotFoundError('job', id);
+    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous}; only FAILED or CANCELLED jobs can be retried`);
+    await this.d.submitter.announceAgain(result.row);
+    this.d.hub.notify(id);
+    return result.row;
+  }
+
+  private audit(caller: Caller, action: string, id: string) {
+    return {
+      actor: caller.principal.subject, workspaceId: caller.principal.workspaceId, action, resource: `job/${id}`,
+      outcome: 'allowed' as const, traceId: traceIdOf(caller.traceparent), requestId: caller.requestId,
+    };
+  }
+}

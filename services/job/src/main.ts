@@ -1,0 +1,70 @@
+import { JobServiceService } from '@aijob/contracts';
+import { connectBus, ensureDurable, ensureStreams, EventPublisher, topology } from '@aijob/bus';
+import {
+  CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer, Readiness,
+  startOpsServer,
+} from '@aijob/platform';
+import { createStore, runMigrations } from '@aijob/store';
+import { loadJobConfig } from './config.js';
+import { EventApplier } from './event-applier.js';
+import { JobRepository } from './job-repository.js';
+import { jobServiceHandlers } from './job-service.js';
+import { Jobs } from './jobs.js';
+import { Submitter } from './submitter.js';
+import { WatchHub } from './watch-hub.js';
+
+const config = loadJobConfig();
+const log = createLogger('job', config.LOG_LEVEL);
+collectProcessMetrics();
+
+if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
+const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-job' });
+const t = topology(config.AIJOB_NAMESPACE);
+const bus = await connectBus({ servers: config.NATS_URL, name: 'aijob-job', log });
+await ensureStreams(bus.jsm, t, { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS });
+await ensureDurable(bus.jsm, t.streams.events, t.consumers.jobState, t.subjects.allEvents,
+  { ackWaitMs: 30_000, maxAckPending: 20_000 });
+
+const auth = new CachedAuthClient(config.AUTH_ADDR, { ttlMs: config.AUTH_CACHE_MS, internalToken: config.INTERNAL_TOKEN });
+const authChanged = bus.nc.subscribe(t.subjects.authChanged, { callback: () => auth.clear() });
+const events = new EventPublisher(bus.js, t, log);
+const submitter = new Submitter(store, bus.js, t, log, { idempotencyWindowMs: config.IDEMPOTENCY_WINDOW_MS });
+const hub = new WatchHub(bus.nc, t, log);
+hub.start();
+const jobs = new Jobs({
+  repo: new JobRepository(store), submitter, hub, events, nc: bus.nc, topology: t,
+  limits: {
+    maxInputBytes: config.MAX_INPUT_BYTES, defaultMaxAttempts: config.DEFAULT_MAX_ATTEMPTS,
+    defaultTimeoutMs: config.DEFAULT_TIMEOUT_MS, allowedTypes: config.ALLOWED_JOB_TYPES_DEFAULT,
+  },
+});
+const applier = new EventApplier(store, bus.nc, events, t, log, {
+  retryBaseMs: config.RETRY_BASE_MS, retryMaxMs: config.RETRY_MAX_MS,
+});
+const applying = applier.start(await bus.js.consumers.get(t.streams.events, t.consumers.jobState));
+
+const grpc = new GrpcServer({
+  log,
+  authorize: makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN }),
+  maxMessageBytes: config.MAX_REQUEST_BYTES,
+});
+grpc.add(JobServiceService, jobServiceHandlers(jobs));
+const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
+
+const readiness = new Readiness({ postgres: store.ping, nats: bus.ping, auth: () => auth.ping() });
+const ops = await startOpsServer({ host: config.GRPC_HOST, port: config.OPS_PORT, readiness });
+readiness.watch(2_000, (ready) => grpc.setServing(ready));
+log.info({ grpc_port: grpcPort, ops_port: ops.port }, 'job service listening');
+
+handleShutdown(log, [
+  { name: 'readiness', run: () => { readiness.drain(); readiness.stop(); } },
+  { name: 'grpc', run: () => grpc.shutdown(config.SHUTDOWN_GRACE_MS) },
+  { name: 'submitter', run: () => submitter.close() },
+  { name: 'event applier', run: () => applying.stop() },
+  { name: 'events', run: () => events.close() },
+  { name: 'watch hub', run: () => { hub.stop(); authChanged.unsubscribe(); } },
+  { name: 'ops', run: () => ops.close() },
+  { name: 'nats', run: () => bus.close() },
+  { name: 'postgres', run: () => store.close() },
+  { name: 'auth client', run: () => auth.close() },
+]);
