@@ -26,7 +26,7 @@ const ends: Partial<Record<JobState, JobUpdate['state']>> = {
 };
 
 /**
- * Folds worker events into at most one update per job: the newest attempt wins, the
+ * Folds worker (and scheduler: lost workers, timeouts) events into at most one update per job: the newest attempt wins, the
  * first end of an attempt wins, progress keeps its latest value. Events that only
  * announce a state already recorded (DISPATCHED from the scheduler, RETRY_WAIT and
  * CANCELLED from this service) update nothing; their jobs are still reported as touched.
@@ -36,7 +36,7 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
   const touched = new Set<string>();
   for (const e of events) {
     touched.add(e.jobId);
-    if (e.source !== 'worker') continue;
+    if (e.source === 'job') continue;
     const isRunning = e.state === JobState.JOB_STATE_RUNNING;
     const end = ends[e.state];
     if (!isRunning && !end) continue;

@@ -1,0 +1,27 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { bool, commonEnv, int, loadConfig, port } from '@aijob/platform';
+
+export const schedulerEnv = {
+  ...commonEnv,
+  GRPC_PORT: port(50053),
+  OPS_PORT: port(8080),
+  AUTH_ADDR: z.string().min(1).default('127.0.0.1:50051'),
+  INTERNAL_TOKEN: z.string().min(16).optional(),
+  AUTH_CACHE_MS: int(3_000, 0, 4_000),
+  /** This replica's name in the leader lease. */
+  SCHEDULER_ID: z.string().min(1).max(128).default(`${hostname()}-${process.pid}`),
+  /** Lease time; a dead leader is replaced within about this plus one second. */
+  LEADER_LEASE_MS: int(5_000, 1_000, 60_000),
+  /** Defaults of a queue created on first use. */
+  DEFAULT_QUEUE_CONCURRENCY: int(1_000, 1, 1_000_000),
+  DEFAULT_QUEUE_RATE: z.coerce.number().min(0).default(0),
+  RECONCILE_INTERVAL_MS: int(5_000, 100, 600_000),
+  HEARTBEAT_INTERVAL_MS: int(2_000, 100, 60_000),
+  NATS_REPLICAS: int(1, 1, 5),
+  STREAM_MAX_AGE_MS: int(3_600_000, 60_000, 30 * 86_400_000),
+  MIGRATE_ON_START: bool(false),
+};
+
+export type SchedulerConfig = ReturnType<typeof loadSchedulerConfig>;
+export const loadSchedulerConfig = () => loadConfig(schedulerEnv);

@@ -1,0 +1,203 @@
+import { Heap } from './heap.js';
+
+/** A job waiting for admission. */
+export interface PendingJob {
+  id: string;
+  workspaceId: string;
+  queue: string;
+  priority: number;
+  /** Not before this time (ms since epoch); 0 for now. */
+  notBefore: number;
+  /** When it started waiting (ms), for the oldest-pending age. */
+  since: number;
+}
+
+/** A job admitted and not yet ended: it holds a slot of its queue. */
+export interface InflightJob {
+  id: string;
+  workspaceId: string;
+  queue: string;
+  attempt: number;
+  since: number;
+  dispatchSeq: number;
+}
+
+export interface QueueSettings {
+  maxConcurrency: number;
+  ratePerSecond: number;
+  weight: number;
+  paused: boolean;
+}
+
+/** Highest priority first, then the oldest (UUID v7 ids sort by creation). */
+const byPriority = (a: PendingJob, b: PendingJob) => a.priority > b.priority || (a.priority === b.priority && a.id < b.id);
+const byTime = (a: PendingJob, b: PendingJob) => a.notBefore < b.notBefore;
+
+export class QueueState {
+  readonly byWorkspace = new Map<string, Heap<PendingJob>>();
+  readonly delayed = new Heap<PendingJob>(byTime);
+  readonly inflight = new Map<string, InflightJob>();
+  pending = 0;
+  /** Token bucket for the dispatch rate limit. */
+  tokens = 0;
+  refilledAt = 0;
+
+  constructor(readonly name: string, public settings: QueueSettings) {}
+
+  get free(): number {
+    return Math.max(0, this.settings.maxConcurrency - this.inflight.size);
+  }
+
+  oldestPendingSince(): number | undefined {
+    let oldest: number | undefined;
+    for (const heap of this.byWorkspace.values()) {
+      for (const j of heap.toArray()) if (oldest === undefined || j.since < oldest) oldest = j.since;
+    }
+    return oldest;
+  }
+}
+
+/**
+ * The scheduler leader's view of all non-terminal jobs: pending per queue and
+ * workspace, delayed ones by time, and in-flight ones holding slots. Pure data and
+ * selection; no I/O. Rebuilt from Postgres whenever a replica becomes leader.
+ */
+export class SchedulerState {
+  readonly queues = new Map<string, QueueState>();
+  /** Where each known job is, and in which queue. */
+  readonly where = new Map<string, { at: 'pending' | 'delayed' | 'inflight'; queue: string }>();
+  /** Slots each workspace holds across all queues (fairness is per workspace, not per queue). */
+  readonly workspaceInflight = new Map<string, number>();
+
+  constructor(private readonly defaults: () => QueueSettings, private readonly workspaceWeight: (ws: string) => number = () => 1) {}
+
+  queue(name: string): QueueState {
+    let q = this.queues.get(name);
+    if (!q) this.queues.set(name, (q = new QueueState(name, this.defaults())));
+    return q;
+  }
+
+  /** Adds a job that waits for admission; a job already known is left as it is. */
+  addPending(job: PendingJob, now: number): boolean {
+    if (this.where.has(job.id)) return false;
+    const q = this.queue(job.queue);
+    if (job.notBefore > now) {
+      q.delayed.push(job);
+      this.where.set(job.id, { at: 'delayed', queue: q.name });
+    } else {
+      this.pushReady(q, job);
+    }
+    return true;
+  }
+
+  /** Records an admitted job as holding a slot. */
+  addInflight(job: InflightJob): void {
+    const prev = this.where.get(job.id);
+    if (prev?.at === 'inflight') return;
+    if (prev) this.remove(job.id);
+    this.queue(job.queue).inflight.set(job.id, job);
+    this.where.set(job.id, { at: 'inflight', queue: job.queue });
+    this.workspaceInflight.set(job.workspaceId, (this.workspaceInflight.get(job.workspaceId) ?? 0) + 1);
+  }
+
+  /** Frees the slot of `id` when it is in flight at `attempt` (any attempt when omitted). */
+  release(id: string, attempt?: number): InflightJob | undefined {
+    const w = this.where.get(id);
+    if (w?.at !== 'inflight') return undefined;
+    const q = this.queue(w.queue);
+    const j = q.inflight.get(id)!;
+    if (attempt !== undefined && j.attempt !== attempt) return undefined;
+    q.inflight.delete(id);
+    this.where.delete(id);
+    const n = (this.workspaceInflight.get(j.workspaceId) ?? 1) - 1;
+    if (n <= 0) this.workspaceInflight.delete(j.workspaceId); else this.workspaceInflight.set(j.workspaceId, n);
+    return j;
+  }
+
+  /** Forgets a job wherever it is (cancelled, or found finished). */
+  remove(id: string): void {
+    const w = this.where.get(id);
+    if (!w) return;
+    if (w.at === 'inflight') { this.release(id); return; }
+    const q = this.queue(w.queue);
+    if (w.at === 'delayed') q.delayed.removeWhere((j) => j.id === id);
+    else {
+      for (const [ws, heap] of q.byWorkspace) {
+        if (heap.removeWhere((j) => j.id === id) > 0) {
+          q.pending--;
+          if (heap.size === 0) q.byWorkspace.delete(ws);
+          break;
+        }
+      }
+    }
+    this.where.delete(id);
+  }
+
+  /** Moves delayed jobs whose time has come to pending; returns the next due time. */
+  promoteDue(now: number): number | undefined {
+    let next: number | undefined;
+    for (const q of this.queues.values()) {
+      while (q.delayed.size > 0 && q.delayed.peek()!.notBefore <= now) this.pushReady(q, q.delayed.pop()!);
+      const head = q.delayed.peek();
+      if (head && (next === undefined || head.notBefore < next)) next = head.notBefore;
+    }
+    return next;
+  }
+
+  /**
+   * Picks up to `n` pending jobs of queue `q`: the highest priority first; among equal
+   * priorities, the workspace holding the fewest slots for its weight across all queues
+   * (so a huge backlog cannot starve a small one, and splitting a backlog over queues
+   * buys nothing); within a workspace, the oldest. The picked jobs leave pending.
+   */
+  select(q: QueueState, n: number): PendingJob[] {
+    const picked: PendingJob[] = [];
+    const extra = new Map<string, number>();
+    while (picked.length < n) {
+      let best: { ws: string; head: PendingJob; load: number } | undefined;
+      for (const [ws, heap] of q.byWorkspace) {
+        const head = heap.peek()!;
+        const load = ((this.workspaceInflight.get(ws) ?? 0) + (extra.get(ws) ?? 0)) / Math.max(1, this.workspaceWeight(ws));
+        if (!best || head.priority > best.head.priority ||
+          (head.priority === best.head.priority && (load < best.load || (load === best.load && head.id < best.head.id)))) {
+          best = { ws, head, load };
+        }
+      }
+      if (!best) break;
+      const heap = q.byWorkspace.get(best.ws)!;
+      picked.push(heap.pop()!);
+      if (heap.size === 0) q.byWorkspace.delete(best.ws);
+      q.pending--;
+      this.where.delete(best.head.id);
+      extra.set(best.ws, (extra.get(best.ws) ?? 0) + 1);
+    }
+    return picked;
+  }
+
+  /** Jobs waiting (ready or delayed) in each queue. */
+  depth(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const q of this.queues.values()) out.set(q.name, q.pending + q.delayed.size);
+    return out;
+  }
+
+  get totalPending(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.pending + q.delayed.size;
+    return n;
+  }
+
+  clear(): void {
+    this.queues.clear();
+    this.where.clear();
+    this.workspaceInflight.clear();
+  }
+
+  private pushReady(q: QueueState, job: PendingJob): void {
+    let heap = q.byWorkspace.get(job.workspaceId);
+    if (!heap) q.byWorkspace.set(job.workspaceId, (heap = new Heap(byPriority)));
+    heap.push(job);
+    q.pending++;
+    this.where.set(job.id, { at: 'pending', queue: q.name });
+  }
+}
