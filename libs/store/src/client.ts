@@ -7,10 +7,10 @@ export type Tx = postgres.TransactionSql;
 export type Db = PostgresJsDatabase<typeof schema>;
 
 export interface Store {
-  /** postgres.js client, for batched hot-path statements. */
+  /** postgres.js client with its own type handling: batched hot-path statements. */
   sql: Sql;
-  /** drizzle over the same pool, for everything else. */
-  db: Db;
+  /** drizzle, for typed queries off the hot path (its own small pool: drizzle reconfigures its client's type parsers). */
+  readonly db: Db;
   close(): Promise<void>;
   /** Readiness probe: one round trip. */
   ping(): Promise<void>;
@@ -18,19 +18,28 @@ export interface Store {
 
 /** The one place that builds database clients. */
 export function createStore(url: string, opts: { max?: number; applicationName?: string } = {}): Store {
-  const sql = postgres(url, {
-    max: opts.max ?? 10,
+  const options = {
     idle_timeout: 60,
     connect_timeout: 10,
     prepare: true,
     onnotice: () => {},
     connection: { application_name: opts.applicationName ?? 'aijob' },
-  });
-  const db = drizzle(sql, { schema });
+  };
+  const sql = postgres(url, { ...options, max: opts.max ?? 10 });
+  let drizzleClient: Sql | undefined;
+  let db: Db | undefined;
   return {
     sql,
-    db,
-    close: () => sql.end({ timeout: 5 }),
+    get db() {
+      if (!db) {
+        drizzleClient = postgres(url, { ...options, max: 2 });
+        db = drizzle(drizzleClient, { schema });
+      }
+      return db;
+    },
+    close: async () => {
+      await Promise.all([sql.end({ timeout: 5 }), drizzleClient?.end({ timeout: 5 })]);
+    },
     ping: async () => { await sql`SELECT 1`; },
   };
 }

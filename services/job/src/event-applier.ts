@@ -82,7 +82,12 @@ export class EventApplier {
 
   private async write(updates: JobUpdate[]): Promise<Applied[]> {
     const now = Date.now();
-    const col = <T>(f: (u: JobUpdate) => T) => updates.map(f);
+    const rows = updates.map((u) => ({
+      job_id: u.jobId, attempt: u.attempt, state: u.state, worker_id: u.workerId, at: u.at, started_at: u.startedAt,
+      output: u.output, error_code: u.errorCode, error_message: u.errorMessage, retryable: u.retryable,
+      progress: u.progress, progress_note: u.progressNote,
+      next_attempt_at: new Date(now + backoffMs(u.attempt, this.o.retryBaseMs, this.o.retryMaxMs)),
+    }));
     return this.store.sql.begin(async (tx) => {
       const applied = await tx<Applied[]>`
         UPDATE jobs j SET
@@ -93,7 +98,7 @@ export class EventApplier {
           started_at = CASE WHEN j.state = 'DISPATCHED' THEN COALESCE(e.started_at, e.at) ELSE j.started_at END,
           progress = COALESCE(e.progress, j.progress),
           progress_note = COALESCE(e.progress_note, j.progress_note),
-          output = CASE WHEN e.state = 'SUCCEEDED' THEN e.output::jsonb ELSE j.output END,
+          output = CASE WHEN e.state = 'SUCCEEDED' THEN e.output ELSE j.output END,
           error_code = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_code ELSE j.error_code END,
           error_message = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_message ELSE j.error_message END,
           error_retryable = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.retryable ELSE j.error_retryable END,
@@ -105,17 +110,10 @@ export class EventApplier {
             ELSE e.at END,
           updated_at = now()
         FROM (
-          SELECT u.*, o.state AS old_state FROM unnest(
-            ${col((u) => u.jobId)}::uuid[], ${col((u) => u.attempt)}::int[], ${col((u) => u.state)}::text[],
-            ${col((u) => u.workerId)}::text[], ${col((u) => u.at)}::timestamptz[],
-            ${col((u) => u.startedAt) as (Date | null)[]}::timestamptz[],
-            ${col((u) => (u.output ? JSON.stringify(u.output) : null)) as (string | null)[]}::text[],
-            ${col((u) => u.errorCode) as (string | null)[]}::text[],
-            ${col((u) => u.errorMessage) as (string | null)[]}::text[], ${col((u) => u.retryable)}::bool[],
-            ${col((u) => u.progress) as (number | null)[]}::real[], ${col((u) => u.progressNote) as (string | null)[]}::text[],
-            ${col((u) => new Date(now + backoffMs(u.attempt, this.o.retryBaseMs, this.o.retryMaxMs)))}::timestamptz[]
-          ) AS u(job_id, attempt, state, worker_id, at, started_at, output, error_code, error_message, retryable,
-                 progress, progress_note, next_attempt_at)
+          SELECT u.*, o.state AS old_state FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(
+            job_id uuid, attempt int, state text, worker_id text, at timestamptz, started_at timestamptz,
+            output jsonb, error_code text, error_message text, retryable bool, progress real, progress_note text,
+            next_attempt_at timestamptz)
           JOIN jobs o ON o.id = u.job_id
         ) e
         WHERE j.id = e.job_id AND j.attempt = e.attempt AND j.state IN ('DISPATCHED', 'RUNNING')
@@ -125,11 +123,9 @@ export class EventApplier {
       const history = historyRows(updates, applied);
       if (history.length > 0) {
         await tx`INSERT INTO job_events (job_id, attempt, state, source, worker_id, detail, at)
-          SELECT job_id, attempt, state, 'worker', worker_id, detail::jsonb, at FROM unnest(
-            ${history.map((h) => h.jobId)}::uuid[], ${history.map((h) => h.attempt)}::int[],
-            ${history.map((h) => h.state)}::text[], ${history.map((h) => h.workerId)}::text[],
-            ${history.map((h) => h.detail)}::text[], ${history.map((h) => h.at)}::timestamptz[]
-          ) AS h(job_id, attempt, state, worker_id, detail, at)`;
+          SELECT job_id, attempt, state, 'worker', worker_id, detail, at
+          FROM json_to_recordset(${JSON.stringify(history)}::text::json) AS h(
+            job_id uuid, attempt int, state text, worker_id text, detail jsonb, at timestamptz)`;
       }
       return applied;
     });
@@ -154,7 +150,7 @@ export class EventApplier {
 /** History rows for the transitions that moved each applied job forward. */
 function historyRows(updates: JobUpdate[], applied: Applied[]) {
   const byId = new Map(applied.map((a) => [a.id, a]));
-  const rows: { jobId: string; attempt: number; state: string; workerId: string; detail: string; at: Date }[] = [];
+  const rows: { job_id: string; attempt: number; state: string; worker_id: string; detail: unknown; at: Date }[] = [];
   for (const u of updates) {
     const a = byId.get(u.jobId);
     if (!a) continue;
@@ -163,18 +159,18 @@ function historyRows(updates: JobUpdate[], applied: Applied[]) {
       const isEnd = e.state !== JobState.JOB_STATE_RUNNING;
       if (!isEnd && reached >= 2 && !e.hasProgress) continue;
       if (!isEnd && e.hasProgress && reached >= 2) {
-        rows.push({ jobId: u.jobId, attempt: u.attempt, state: 'RUNNING', workerId: e.workerId,
-          detail: JSON.stringify({ progress: e.progress, note: e.progressNote }), at: e.at ?? new Date() });
+        rows.push({ job_id: u.jobId, attempt: u.attempt, state: 'RUNNING', worker_id: e.workerId,
+          detail: { progress: e.progress, note: e.progressNote }, at: e.at ?? new Date() });
         continue;
       }
       if (!isEnd) {
         reached = 2;
-        rows.push({ jobId: u.jobId, attempt: u.attempt, state: 'RUNNING', workerId: e.workerId, detail: '{}', at: e.at ?? new Date() });
+        rows.push({ job_id: u.jobId, attempt: u.attempt, state: 'RUNNING', worker_id: e.workerId, detail: {}, at: e.at ?? new Date() });
         continue;
       }
       rows.push({
-        jobId: u.jobId, attempt: u.attempt, state: a.state, workerId: e.workerId,
-        detail: JSON.stringify(e.error ? { error: e.error } : {}), at: e.at ?? new Date(),
+        job_id: u.jobId, attempt: u.attempt, state: a.state, worker_id: e.workerId,
+        detail: e.error ? { error: e.error } : {}, at: e.at ?? new Date(),
       });
       break;
     }

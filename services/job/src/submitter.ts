@@ -88,22 +88,24 @@ export class Submitter {
 
   private async insert(jobs: NewJob[]): Promise<{ id: string; created_at: Date }[]> {
     if (jobs.length === 0) return [];
-    const col = <K extends keyof NewJob>(k: K) => jobs.map((j) => j[k]);
+    // One JSON parameter for the whole batch: one round trip, no per-row parameters.
+    const rows = jobs.map((j) => ({
+      id: j.id, workspace_id: j.workspaceId, queue: j.queue, type: j.type, priority: j.priority,
+      max_attempts: j.maxAttempts, timeout_ms: j.timeoutMs, input: j.input, labels: j.labels,
+      idempotency_key: j.idempotencyKey, run_at: j.runAt, created_by: j.createdBy, traceparent: j.traceparent,
+      request_id: j.requestId,
+    }));
     return this.store.sql<{ id: string; created_at: Date }[]>`
       WITH u AS (
-        SELECT * FROM unnest(
-          ${col('id')}::uuid[], ${col('workspaceId')}::text[], ${col('queue')}::text[], ${col('type')}::text[],
-          ${col('priority')}::int[], ${col('maxAttempts')}::int[], ${col('timeoutMs')}::int[],
-          ${col('inputJson')}::text[], ${jobs.map((j) => JSON.stringify(j.labels))}::text[],
-          ${col('idempotencyKey') as (string | null)[]}::text[], ${col('runAt') as (Date | null)[]}::timestamptz[],
-          ${col('createdBy')}::text[], ${col('traceparent')}::text[], ${col('requestId')}::text[]
-        ) AS u(id, workspace_id, queue, type, priority, max_attempts, timeout_ms, input, labels,
-               idempotency_key, run_at, created_by, traceparent, request_id)
+        SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(
+          id uuid, workspace_id text, queue text, type text, priority int, max_attempts int, timeout_ms int,
+          input jsonb, labels jsonb, idempotency_key text, run_at timestamptz, created_by text, traceparent text,
+          request_id text)
       ), ins AS (
         INSERT INTO jobs (id, workspace_id, queue, type, state, priority, max_attempts, timeout_ms, input,
                           labels, idempotency_key, run_at, created_by, traceparent)
-        SELECT id, workspace_id, queue, type, 'QUEUED', priority, max_attempts, timeout_ms, input::jsonb,
-               labels::jsonb, idempotency_key, run_at, created_by, traceparent
+        SELECT id, workspace_id, queue, type, 'QUEUED', priority, max_attempts, timeout_ms, input,
+               labels, idempotency_key, run_at, created_by, traceparent
         FROM u
         ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, created_at

@@ -1,0 +1,148 @@
+import type { JsMsg } from '@nats-io/jetstream';
+import { durationToMs, JobState, type DispatchedJob, type JobEvent, type JobUsage } from '@aijob/contracts';
+import type { Logger } from '@aijob/platform';
+import { failureOf, type JobFailure } from './errors.js';
+import { AbortReason, type Handler, type JobInfo, type UsageReport } from './types.js';
+
+const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
+
+export interface ExecutionDeps {
+  workerId: string;
+  log: Logger;
+  emit: (event: JobEvent) => Promise<void>;
+  /** ack_wait of the dispatch consumer; in-progress acks go out at a third of it. */
+  ackWaitMs: number;
+}
+
+/** The outcome of one attempt. */
+export type Outcome =
+  | { kind: 'succeeded'; output: Record<string, unknown> }
+  | { kind: 'failed'; failure: JobFailure }
+  | { kind: 'cancelled' };
+
+/**
+ * Runs one attempt: RUNNING event, the handler under its timeout and cancel signal,
+ * in-progress acks while it runs, then the end event. The dispatch message is acked
+ * only after the end event is stored, so a crash before that redelivers the work.
+ */
+export class Execution {
+  readonly abort = new AbortController();
+  readonly info: JobInfo;
+  private usage: JobUsage[] = [];
+  private lastProgress: { pct: number; note: string } | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+  readonly startedAt = new Date();
+
+  constructor(readonly job: DispatchedJob, private readonly msg: JsMsg, private readonly d: ExecutionDeps) {
+    this.info = {
+      id: job.jobId, workspaceId: job.workspaceId, queue: job.queue, type: job.type, input: job.input ?? {},
+      labels: job.labels, attempt: job.attempt, maxAttempts: job.maxAttempts,
+      timeoutMs: job.timeout ? durationToMs(job.timeout) : 300_000, createdAt: job.createdAt ?? new Date(),
+    };
+  }
+
+  cancel(kind: AbortReason['kind'], message: string): void {
+    if (!this.abort.signal.aborted) this.abort.abort(new AbortReason(kind, message));
+  }
+
+  async run(handler: Handler | undefined): Promise<Outcome> {
+    const log = this.d.log.child({ job_id: this.info.id, attempt: this.info.attempt, type: this.info.type });
+    void this.d.emit(this.event(JobState.JOB_STATE_RUNNING, {})).catch(() => undefined);
+    const working = setInterval(() => this.msg.working(), Math.max(1_000, this.d.ackWaitMs / 3));
+    const timeout = setTimeout(() => this.cancel('timeout', `timed out after ${this.info.timeoutMs} ms`), this.info.timeoutMs);
+    let outcome: Outcome;
+    try {
+      if (!handler) throw failureAsError({ code: 'UNKNOWN_JOB_TYPE', message: `no handler for job type "${this.info.type}"`, retryable: false });
+      const result = await raceAbort(handler(this.info, {
+        signal: this.abort.signal,
+        attempt: this.info.attempt,
+        idempotencyKey: this.job.idempotencyKey || this.info.id,
+        progress: (pct, note) => this.progress(pct, note ?? ''),
+        reportUsage: (u) => this.record(u),
+        log,
+      }), this.abort.signal);
+      outcome = { kind: 'succeeded', output: asOutput(result) };
+    } catch (err) {
+      outcome = this.outcomeOf(err);
+    } finally {
+      clearInterval(working);
+      clearTimeout(timeout);
+      if (this.progressTimer) clearTimeout(this.progressTimer);
+    }
+    const end = outcome.kind === 'succeeded'
+      ? this.event(JobState.JOB_STATE_SUCCEEDED, { output: outcome.output })
+      : outcome.kind === 'cancelled'
+        ? this.event(JobState.JOB_STATE_CANCELLED, { error: { code: 'CANCELLED', message: 'cancelled', retryable: false } })
+        : this.event(JobState.JOB_STATE_FAILED, { error: outcome.failure });
+    await this.d.emit(end);
+    this.msg.ack();
+    if (outcome.kind === 'failed') log.info({ code: outcome.failure.code, retryable: outcome.failure.retryable }, 'attempt failed');
+    return outcome;
+  }
+
+  private outcomeOf(err: unknown): Outcome {
+    const reason = this.abort.signal.reason;
+    if (this.abort.signal.aborted && reason instanceof AbortReason) {
+      if (reason.kind === 'cancelled') return { kind: 'cancelled' };
+      if (reason.kind === 'timeout') return { kind: 'failed', failure: { code: 'TIMEOUT', message: reason.message, retryable: true } };
+      return { kind: 'failed', failure: { code: 'WORKER_SHUTDOWN', message: 'worker stopped before the job finished', retryable: true } };
+    }
+    if (err instanceof OutputError) return { kind: 'failed', failure: { code: 'OUTPUT_INVALID', message: err.message, retryable: false } };
+    return { kind: 'failed', failure: err instanceof FailureError ? err.failure : failureOf(err) };
+  }
+
+  private progress(pct: number, note: string): void {
+    if (!Number.isFinite(pct)) return;
+    this.lastProgress = { pct: Math.min(100, Math.max(0, pct)), note: note.slice(0, 1024) };
+    if (this.progressTimer) return;
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      const p = this.lastProgress!;
+      void this.d.emit(this.event(JobState.JOB_STATE_RUNNING, { hasProgress: true, progress: p.pct, progressNote: p.note }))
+        .catch(() => undefined);
+    }, 200);
+  }
+
+  private record(u: UsageReport): void {
+    this.usage.push({
+      provider: u.provider, model: u.model, promptTokens: Math.max(0, Math.trunc(u.promptTokens)),
+      completionTokens: Math.max(0, Math.trunc(u.completionTokens)), costUsd: 0,
+    });
+  }
+
+  private event(state: JobState, extra: Partial<JobEvent>): JobEvent {
+    return {
+      jobId: this.info.id, attempt: this.info.attempt, state, workerId: this.d.workerId, at: new Date(),
+      hasProgress: false, progress: 0, progressNote: '', usage: state === JobState.JOB_STATE_RUNNING ? [] : this.usage,
+      queue: this.info.queue, workspaceId: this.info.workspaceId, traceparent: this.job.traceparent, source: 'worker',
+      startedAt: this.startedAt, previousState: JobState.JOB_STATE_UNSPECIFIED, dispatchSeq: 0, ...extra,
+    };
+  }
+}
+
+class FailureError extends Error {
+  constructor(readonly failure: JobFailure) { super(failure.message); }
+}
+const failureAsError = (f: JobFailure) => new FailureError(f);
+
+class OutputError extends Error {}
+
+/** The handler's result as a job output object. */
+function asOutput(result: unknown): Record<string, unknown> {
+  const value = result === undefined ? {} : result;
+  const obj = value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : { result: value };
+  let json: string;
+  try { json = JSON.stringify(obj); } catch (err) { throw new OutputError(`output is not JSON: ${(err as Error).message}`); }
+  if (Buffer.byteLength(json) > MAX_OUTPUT_BYTES) throw new OutputError(`output exceeds ${MAX_OUTPUT_BYTES} bytes`);
+  return JSON.parse(json) as Record<string, unknown>;
+}
+
+/** Settles with the handler, or rejects as soon as the signal aborts (a handler may ignore it). */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

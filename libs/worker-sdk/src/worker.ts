@@ -1,0 +1,260 @@
+import { hostname } from 'node:os';
+import * as grpc from '@grpc/grpc-js';
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import { DispatchedJob, WorkerServiceClient, type JobEvent } from '@aijob/contracts';
+import {
+  connectBus, decode, ensureDurable, ensureStreams, EventPublisher, topology, type Bus, type Topology,
+} from '@aijob/bus';
+import { counter, createLogger, errorMessage, histogram, latencyBuckets, durationBuckets, type Logger } from '@aijob/platform';
+import { Execution } from './execution.js';
+import { AbortReason, type Handler } from './types.js';
+
+export interface WorkerOptions {
+  /** NATS servers. */
+  servers: string[];
+  /** Address of the scheduler's WorkerService (host:port). */
+  schedulerAddress: string;
+  /** Queues to take work from. Default ["default"]. */
+  queues?: string[];
+  /** Jobs run at once. Default 10. */
+  concurrency?: number;
+  /** AIJOB_NAMESPACE of the platform. Default "aijob". */
+  namespace?: string;
+  workerId?: string;
+  internalToken?: string;
+  log?: Logger;
+  heartbeatIntervalMs?: number;
+  /** Redelivery timeout of dispatch messages; in-progress acks keep long jobs alive. */
+  ackWaitMs?: number;
+  /** Stream replicas, used when this worker is first to create the streams. */
+  replicas?: number;
+  /** GPU facts for heartbeats, read at each beat. */
+  gpu?: () => Promise<{ count: number; utilization?: number }>;
+}
+
+/** Messages older than this are checked with the scheduler before running. */
+const STALE_MS = 30_000;
+
+/**
+ * Runs jobs of the types it has handlers for, from the queues it serves. Use it as a
+ * library to serve your own job types:
+ *
+ *   const worker = new Worker({ servers, schedulerAddress, queues: ['embeddings'] });
+ *   worker.handle('embed.batch', async (job, ctx) => ({ vectors: await embed(job.input, ctx.signal) }));
+ *   await worker.start();
+ */
+export class Worker {
+  readonly id: string;
+  private readonly handlers = new Map<string, Handler>();
+  private readonly running = new Map<string, Execution>();
+  private readonly recentlyCancelled = new Map<string, number>();
+  private readonly log: Logger;
+  private bus: Bus | undefined;
+  private t: Topology | undefined;
+  private events: EventPublisher | undefined;
+  private scheduler: WorkerServiceClient | undefined;
+  private loops: Promise<void>[] = [];
+  private stopping = false;
+  private outstanding = 0;
+  private wakeLoops: (() => void)[] = [];
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly concurrency: number;
+  private readonly queues: string[];
+  private readonly metrics = {
+    processed: counter('worker_jobs_processed_total', 'Attempts this worker finished, by outcome.', ['queue', 'type', 'status']),
+    duration: histogram('worker_job_duration_seconds', 'Handler run time of finished attempts.', ['queue', 'type', 'status'], durationBuckets),
+    dispatch: histogram('aijob_dispatch_latency_seconds', 'From submit accepted to handler start.', ['queue'], latencyBuckets),
+    skipped: counter('worker_dispatches_skipped_total', 'Dispatch messages dropped as stale or cancelled.', ['reason']),
+  };
+
+  constructor(private readonly o: WorkerOptions) {
+    this.id = o.workerId ?? `${hostname()}-${process.pid}`;
+    this.concurrency = o.concurrency ?? 10;
+    this.queues = o.queues ?? ['default'];
+    this.log = (o.log ?? createLogger('worker')).child({ worker_id: this.id });
+  }
+
+  /** Registers the handler of a job type (before start). */
+  handle(type: string, handler: Handler): this {
+    this.handlers.set(type, handler);
+    return this;
+  }
+
+  get jobTypes(): string[] {
+    return [...this.handlers.keys()];
+  }
+
+  /** Readiness probe: NATS answers. */
+  async ping(): Promise<void> {
+    if (!this.bus) throw new Error('worker not started');
+    await this.bus.ping();
+  }
+
+  get busy(): number {
+    return this.running.size;
+  }
+
+  async start(): Promise<void> {
+    const bus = (this.bus = await connectBus({ servers: this.o.servers, name: `aijob-worker-${this.id}`, log: this.log }));
+    const t = (this.t = topology(this.o.namespace ?? 'aijob'));
+    await ensureStreams(bus.jsm, t, { replicas: this.o.replicas ?? 1, maxAgeMs: 3_600_000 });
+    this.events = new EventPublisher(bus.js, t, this.log);
+    const md = new grpc.Metadata();
+    if (this.o.internalToken) md.set('x-aijob-internal', this.o.internalToken);
+    this.scheduler = new WorkerServiceClient(this.o.schedulerAddress, grpc.credentials.createInsecure());
+    bus.nc.subscribe(t.subjects.allCancels, {
+      callback: (_err, msg) => {
+        const id = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
+        this.recentlyCancelled.set(id, Date.now());
+        this.running.get(id)?.cancel('cancelled', 'cancelled by request');
+      },
+    });
+    for (const queue of this.queues) {
+      await ensureDurable(bus.jsm, t.streams.dispatch, t.consumers.dispatch(queue), t.subjects.dispatch(queue), {
+        ackWaitMs: this.ackWaitMs, maxAckPending: 100_000,
+      });
+      const consumer = await bus.js.consumers.get(t.streams.dispatch, t.consumers.dispatch(queue));
+      this.loops.push(this.pull(consumer));
+    }
+    await this.heartbeat(md);
+    this.log.info({ queues: this.queues, concurrency: this.concurrency, types: this.jobTypes }, 'worker started');
+  }
+
+  /**
+   * Graceful stop: no more pulling; jobs in hand may finish within `graceMs`, the rest
+   * are aborted and recorded as retryable WORKER_SHUTDOWN; nothing is lost.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const wake of this.wakeLoops.splice(0)) wake();
+    const deadline = Date.now() + graceMs;
+    while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const e of this.running.values()) e.cancel('shutdown', 'worker stopping');
+    while (this.running.size > 0) await new Promise((r) => setTimeout(r, 20));
+    await Promise.all(this.loops);
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    await this.sendHeartbeat(new grpc.Metadata()).catch(() => undefined);
+    await this.events?.close();
+    this.scheduler?.close();
+    await this.bus?.close();
+    this.log.info('worker stopped');
+  }
+
+  private get ackWaitMs(): number {
+    return this.o.ackWaitMs ?? 30_000;
+  }
+
+  private get free(): number {
+    return this.concurrency - this.running.size - this.outstanding;
+  }
+
+  /** Pulls only as many messages as there are free slots, so no job waits in a worker's buffer. */
+  private async pull(consumer: Consumer): Promise<void> {
+    while (!this.stopping) {
+      if (this.free <= 0) {
+        await new Promise<void>((resolve) => this.wakeLoops.push(resolve));
+        continue;
+      }
+      const want = Math.min(this.free, 256);
+      this.outstanding += want;
+      let got = 0;
+      try {
+        const batch = await consumer.fetch({ max_messages: want, expires: 2_000 });
+        for await (const m of batch) {
+          got++;
+          this.outstanding--;
+          if (this.stopping) { m.nak(); continue; }
+          void this.take(m);
+        }
+      } catch (err) {
+        if (!this.stopping) {
+          this.log.warn({ err: errorMessage(err) }, 'fetch failed; retrying');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      } finally {
+        this.outstanding -= want - got;
+      }
+    }
+  }
+
+  private wake(): void {
+    for (const w of this.wakeLoops.splice(0)) w();
+  }
+
+  private async take(m: JsMsg): Promise<void> {
+    let job: DispatchedJob;
+    try {
+      job = decode(DispatchedJob, m.data);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), seq: m.seq }, 'undecodable dispatch message; dropping it');
+      m.term();
+      return;
+    }
+    if (this.recentlyCancelled.has(job.jobId)) {
+      this.metrics.skipped.inc({ reason: 'cancelled' });
+      m.ack();
+      return;
+    }
+    const placeholder = { cancel() {} } as unknown as Execution;
+    this.running.set(job.jobId, placeholder);
+    try {
+      const ageMs = Date.now() - Number(m.info.timestampNanos / 1_000_000);
+      if ((m.info.deliveryCount > 1 || ageMs > STALE_MS) && !(await this.stillCurrent(job))) {
+        this.metrics.skipped.inc({ reason: 'stale' });
+        m.ack();
+        return;
+      }
+      const exec = new Execution(job, m, { workerId: this.id, log: this.log, emit: (e) => this.emit(e), ackWaitMs: this.ackWaitMs });
+      this.running.set(job.jobId, exec);
+      if (job.createdAt) this.metrics.dispatch.observe({ queue: job.queue }, Math.max(0, Date.now() - job.createdAt.getTime()) / 1000);
+      const outcome = await exec.run(this.handlers.get(job.type));
+      const status = outcome.kind;
+      this.metrics.processed.inc({ queue: job.queue, type: job.type, status });
+      this.metrics.duration.observe({ queue: job.queue, type: job.type, status }, (Date.now() - exec.startedAt.getTime()) / 1000);
+    } catch (err) {
+      // The end event could not be stored: leave the message unacked for redelivery.
+      this.log.error({ err: errorMessage(err), job_id: job.jobId }, 'attempt could not be recorded');
+    } finally {
+      this.running.delete(job.jobId);
+      this.wake();
+    }
+  }
+
+  private emit(e: JobEvent): Promise<void> {
+    return this.events!.publish(e);
+  }
+
+  private stillCurrent(job: DispatchedJob): Promise<boolean> {
+    const md = new grpc.Metadata();
+    if (this.o.internalToken) md.set('x-aijob-internal', this.o.internalToken);
+    return new Promise((resolve) => {
+      this.scheduler!.confirmDispatch({ jobId: job.jobId, attempt: job.attempt }, md, { deadline: Date.now() + 5_000 },
+        (err, res) => resolve(err ? true : res.current));
+    });
+  }
+
+  private async heartbeat(md: grpc.Metadata): Promise<void> {
+    const interval = this.o.heartbeatIntervalMs ?? 2_000;
+    const beat = async () => {
+      await this.sendHeartbeat(md).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'heartbeat failed'));
+      const cutoff = Date.now() - 600_000;
+      for (const [id, at] of this.recentlyCancelled) if (at < cutoff) this.recentlyCancelled.delete(id);
+      if (!this.stopping) this.heartbeatTimer = setTimeout(() => void beat(), interval);
+    };
+    await beat();
+  }
+
+  private async sendHeartbeat(md: grpc.Metadata): Promise<void> {
+    const gpu = (await this.o.gpu?.().catch(() => undefined)) ?? { count: 0 };
+    await new Promise<void>((resolve, reject) => {
+      this.scheduler!.heartbeat({
+        workerId: this.id, queues: this.queues, jobTypes: this.jobTypes, slots: this.stopping ? 0 : this.concurrency,
+        freeSlots: this.stopping ? 0 : Math.max(0, this.concurrency - this.running.size),
+        runningJobIds: [...this.running.keys()], gpuCount: gpu.count, gpuUtilization: gpu.utilization, version: '0.1.0',
+      }, md, { deadline: Date.now() + 5_000 }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+}
+
+export { AbortReason };
