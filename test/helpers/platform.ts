@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { AijobClient } from '@aijob/sdk';
+import { runMigrations } from '@aijob/store';
+import { repoRoot, ServiceProcess, waitFor } from './processes.js';
+
+export const PG_BASE = process.env['AIJOB_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432';
+export const NATS_URL = process.env['AIJOB_TEST_NATS'] ?? 'nats://127.0.0.1:4222';
+
+export type ServiceName = 'auth' | 'job' | 'scheduler' | 'worker';
+
+export interface PlatformOptions {
+  workers?: number;
+  schedulers?: number;
+  jobReplicas?: number;
+  /** Extra environment for every service, or per service. */
+  env?: Record<string, string>;
+  serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;
+}
+
+/** A whole platform on this machine: its own database, NATS namespace and free ports. */
+export class Platform {
+  readonly id = `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+  readonly apiKey = `aijob_test_${randomBytes(24).toString('base64url')}`;
+  readonly dbName = `aijob_${this.id}`;
+  readonly dbUrl = `${PG_BASE}/${this.dbName}`;
+  readonly namespace = this.id;
+  readonly procs: ServiceProcess[] = [];
+  authAddr = '';
+  jobAddrs: string[] = [];
+  schedulerAddrs: string[] = [];
+  ops: Record<string, number> = {};
+  private clients: AijobClient[] = [];
+
+  constructor(readonly o: PlatformOptions = {}) {}
+
+  get jobAddr(): string {
+    return this.jobAddrs[0]!;
+  }
+
+  get schedulerAddr(): string {
+    return this.schedulerAddrs[0]!;
+  }
+
+  async start(): Promise<this> {
+    await runMigrations(this.dbUrl);
+    const auth = await this.spawn('auth', { AIJOB_BOOTSTRAP_API_KEY: this.apiKey });
+    this.authAddr = `127.0.0.1:${auth.grpc}`;
+    for (let i = 0; i < (this.o.schedulers ?? 1); i++) {
+      const s = await this.spawn('scheduler', { SCHEDULER_ID: `${this.id}-scheduler-${i}` }, `scheduler-${i}`);
+      this.schedulerAddrs.push(`127.0.0.1:${s.grpc}`);
+    }
+    for (let i = 0; i < (this.o.jobReplicas ?? 1); i++) {
+      const j = await this.spawn('job', {}, `job-${i}`);
+      this.jobAddrs.push(`127.0.0.1:${j.grpc}`);
+    }
+    for (let i = 0; i < (this.o.workers ?? 1); i++) await this.addWorker();
+    return this;
+  }
+
+  /** Starts another worker process; returns it. */
+  async addWorker(env: Record<string, string> = {}): Promise<ServiceProcess> {
+    const n = this.procs.filter((p) => p.name.startsWith('worker')).length;
+    await this.spawn('worker', { WORKER_ID: `${this.id}-worker-${n}`, ...env }, `worker-${n}`);
+    return this.procs[this.procs.length - 1]!;
+  }
+
+  /** Environment of a service of this platform. */
+  env(service: ServiceName): Record<string, string> {
+    return {
+      DATABASE_URL: this.dbUrl,
+      NATS_URL,
+      AIJOB_NAMESPACE: this.namespace,
+      GRPC_HOST: '127.0.0.1',
+      GRPC_PORT: '0',
+      OPS_PORT: '0',
+      LOG_LEVEL: 'info',
+      AUTH_ADDR: this.authAddr,
+      SCHEDULER_ADDR: this.schedulerAddrs[0] ?? '',
+      HEARTBEAT_INTERVAL_MS: '500',
+      RECONCILE_INTERVAL_MS: '1000',
+      SHUTDOWN_GRACE_MS: '5000',
+      ...this.o.env,
+      ...this.o.serviceEnv?.[service],
+    };
+  }
+
+  /** Starts a service process and waits until it listens; returns its ports. */
+  async spawn(service: ServiceName, env: Record<string, string> = {}, name: string = service): Promise<{ grpc: number; ops: number }> {
+    const p = new ServiceProcess(name, join(repoRoot, 'services', service, 'dist', 'main.js'), { ...this.env(service), ...env });
+    this.procs.push(p);
+    const line = await p.waitForLine((l) => typeof l['ops_port'] === 'number', 60_000);
+    this.ops[name] = line['ops_port'] as number;
+    return { grpc: (line['grpc_port'] as number) ?? 0, ops: line['ops_port'] as number };
+  }
+
+  proc(name: string): ServiceProcess {
+    const p = this.procs.find((x) => x.name === name && x.running) ?? this.procs.find((x) => x.name === name);
+    if (!p) throw new Error(`no process ${name}`);
+    return p;
+  }
+
+  /** An SDK client with the bootstrap admin key (closed at stop). */
+  client(opts: { apiKey?: string; address?: string } = {}): AijobClient {
+    const c = new AijobClient({
+      address: opts.address ?? this.jobAddr, queueAddress: this.schedulerAddr, apiKey: opts.apiKey ?? this.apiKey,
+      deadlineMs: 20_000,
+    });
+    this.clients.push(c);
+    return c;
+  }
+
+  /** A plain SQL connection to this platform's database (closed at stop). */
+  sql(): postgres.Sql {
+    const s = postgres(this.dbUrl, { max: 2, onnotice: () => {} });
+    this.sqls.push(s);
+    return s;
+  }
+  private sqls: postgres.Sql[] = [];
+
+  async metrics(name: string): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.ops[name]}/metrics`);
+    return res.text();
+  }
+
+  /** Stops everything and removes the database, streams and buckets it made. */
+  async stop(): Promise<void> {
+    for (const c of this.clients) c.close();
+    for (const s of this.sqls) await s.end({ timeout: 2 });
+    await Promise.all(this.procs.filter((p) => p.name.startsWith('worker')).map((p) => p.stop()));
+    await Promise.all(this.procs.map((p) => p.stop()));
+    await dropNamespace(this.namespace);
+    const admin = postgres(`${PG_BASE}/postgres`, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`DROP DATABASE IF EXISTS "${this.dbName}" WITH (FORCE)`);
+    } finally {
+      await admin.end({ timeout: 2 });
+    }
+  }
+}
+
+/** Deletes every stream (and KV bucket stream) of a namespace. */
+export async function dropNamespace(ns: string): Promise<void> {
+  const nc = await connect({ servers: NATS_URL });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const prefix = ns.toUpperCase() + '_';
+    for await (const s of jsm.streams.list()) {
+      const name = s.config.name;
+      if (name.startsWith(prefix) || name === `KV_${ns}_workers`) await jsm.streams.delete(name).catch(() => false);
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Starts a platform for a test and stops it at the test's end. */
+export async function startPlatform(t: { teardown: (fn: () => Promise<void>) => void }, o: PlatformOptions = {}): Promise<Platform> {
+  const p = new Platform(o);
+  t.teardown(() => p.stop());
+  await p.start();
+  return p;
+}
+
+export { waitFor, ServiceProcess };

@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A service started as a real process, its JSON log lines kept for assertions. */
+export class ServiceProcess {
+  readonly lines: Record<string, unknown>[] = [];
+  readonly raw: string[] = [];
+  private exited: Promise<number | null>;
+  private waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  readonly child: ChildProcess;
+
+  constructor(readonly name: string, script: string, env: Record<string, string>) {
+    this.child = spawn(process.execPath, [script], {
+      cwd: repoRoot,
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    const onData = (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line.trim()) continue;
+        this.raw.push(line);
+        if (process.env['AIJOB_TEST_LOGS']) process.stderr.write(`[${this.name}] ${line}\n`);
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          this.lines.push(parsed);
+          for (const w of [...this.waiters]) {
+            if (w.pred(parsed)) {
+              this.waiters.splice(this.waiters.indexOf(w), 1);
+              w.resolve(parsed);
+            }
+          }
+        } catch {
+          // not a JSON log line (e.g. the bootstrap key banner)
+        }
+      }
+    };
+    let partial = '';
+    const split = (chunk: Buffer) => {
+      const text = partial + chunk.toString();
+      const cut = text.lastIndexOf('\n');
+      if (cut < 0) { partial = text; return; }
+      partial = text.slice(cut + 1);
+      onData(Buffer.from(text.slice(0, cut)));
+    };
+    this.child.stdout!.on('data', split);
+    this.child.stderr!.on('data', split);
+  }
+
+  /** Resolves with the first log line matching `pred` (already seen or future). */
+  waitForLine(pred: (l: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    const seen = this.lines.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no matching log line within ${timeoutMs} ms\n${this.raw.slice(-20).join('\n')}`)), timeoutMs);
+      const early = this.exited.then((code) => reject(new Error(`${this.name} exited (${code}) before the expected log line\n${this.raw.slice(-30).join('\n')}`)));
+      void early;
+      this.waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code. */
+  async stop(graceMs = 15_000): Promise<number | null> {
+    if (!this.running) return this.child.exitCode;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  /** kill -9. */
+  async kill(): Promise<void> {
+    if (!this.running) return;
+    this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  exit(): Promise<number | null> {
+    return this.exited;
+  }
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 20_000, what = 'condition', everyMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
