@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import { loadReflectionDefinition, type Principal } from '@aijob/contracts';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Principal } from '@aijob/contracts';
 import { toStatus } from './grpc-status.js';
 import { grpcMetrics } from './metrics.js';
+import { addReflection } from './reflection.js';
 import { rpcAccess } from './scopes.js';
 import type { Logger } from './log.js';
 
@@ -91,9 +91,7 @@ export class GrpcServer {
 
   /** Binds and starts serving; resolves the bound port (useful with port 0). */
   async listen(host: string, port: number): Promise<number> {
-    new ReflectionService(loadReflectionDefinition([healthProtoPath]), {
-      services: [...this.serviceNames, 'grpc.health.v1.Health'],
-    }).addToServer(this.server);
+    addReflection(this.server, [...this.serviceNames, 'grpc.health.v1.Health']);
     return new Promise((resolve, reject) => {
       this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
         err ? reject(err) : resolve(bound));
