@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { AuthServiceClient, type Principal } from '@aijob/contracts';
-import { PermissionDeniedError, UnauthenticatedError, UnavailableError } from './errors.js';
+import { AuthServiceClient, type Principal, type WorkspacePolicy } from '@aijob/contracts';
+import { isAijobError, PermissionDeniedError, UnauthenticatedError, UnavailableError } from './errors.js';
 import type { CallContext } from './grpc-server.js';
 import { hasScope, type Scope } from './scopes.js';
 
@@ -18,22 +18,46 @@ export function bearerCredential(metadata: grpc.Metadata): string {
   return match[1]!;
 }
 
+/** The `exp` of a JWT in ms (unverified: only used to bound caching), or undefined. */
+function jwtExpiry(credential: string): number | undefined {
+  const parts = credential.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const exp = (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString()) as { exp?: unknown }).exp;
+    return typeof exp === 'number' ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function sameSecret(a: string, b: string): boolean {
   const ha = createHash('sha256').update(a).digest();
   const hb = createHash('sha256').update(b).digest();
   return timingSafeEqual(ha, hb);
 }
 
+/** Who a credential stands for, and the policy of its workspace. */
+export interface Identity {
+  principal: Principal;
+  policy?: WorkspacePolicy;
+}
+
+const WORKSPACE_HEADER = 'x-aijob-workspace';
+const WORKSPACE_ID = /^[\w-]{1,128}$/;
+
 /**
  * The access check every gRPC server runs before a handler (see scopes.ts):
  * `public` passes; `internal` needs INTERNAL_TOKEN in `x-aijob-internal` when one is set;
- * a scope needs a credential whose principal holds it (or `admin`).
+ * a scope needs a credential whose principal holds it (or `admin`). An admin may act in
+ * another workspace by naming it in `x-aijob-workspace`. Refusals are reported to
+ * `onDenied` (for the audit log) before they reach the caller.
  */
 export function makeAuthorizer(opts: {
-  authenticate: (credential: string) => Promise<Principal>;
+  authenticate: (credential: string) => Promise<Identity>;
   internalToken?: string;
+  onDenied?: (ctx: CallContext, err: Error) => void;
 }): (ctx: CallContext, access: string) => Promise<void> {
-  return async (ctx, access) => {
+  const check = async (ctx: CallContext, access: string) => {
     if (access === 'public') return;
     if (access === 'internal') {
       if (!opts.internalToken) return;
@@ -43,10 +67,28 @@ export function makeAuthorizer(opts: {
       }
       return;
     }
-    const principal = await opts.authenticate(bearerCredential(ctx.metadata));
-    ctx.principal = principal;
-    if (!hasScope(principal.scopes, access as Scope)) {
+    const identity = await opts.authenticate(bearerCredential(ctx.metadata));
+    ctx.principal = identity.principal;
+    ctx.policy = identity.policy;
+    if (!hasScope(identity.principal.scopes, access as Scope)) {
       throw new PermissionDeniedError(`${ctx.method.split('/')[1]} needs scope ${access}`);
+    }
+    const named = ctx.metadata.get(WORKSPACE_HEADER)[0];
+    if (named !== undefined && named !== identity.principal.workspaceId) {
+      if (typeof named !== 'string' || !WORKSPACE_ID.test(named)) throw new PermissionDeniedError(`malformed ${WORKSPACE_HEADER}`);
+      if (!identity.principal.scopes.includes('admin')) throw new PermissionDeniedError('only admin may act in another workspace');
+      ctx.principal = { ...identity.principal, workspaceId: named };
+      ctx.policy = undefined;
+    }
+  };
+  return async (ctx, access) => {
+    try {
+      await check(ctx, access);
+    } catch (err) {
+      if (opts.onDenied && isAijobError(err) && (err.kind === 'unauthenticated' || err.kind === 'permission_denied')) {
+        opts.onDenied(ctx, err);
+      }
+      throw err;
     }
   };
 }
@@ -58,8 +100,8 @@ export function makeAuthorizer(opts: {
  */
 export class CachedAuthClient {
   private readonly client: AuthServiceClient;
-  private readonly cache = new Map<string, { at: number; principal?: Principal; error?: Error }>();
-  private readonly inflight = new Map<string, Promise<Principal>>();
+  private readonly cache = new Map<string, { at: number; identity?: Identity; error?: Error }>();
+  private readonly inflight = new Map<string, Promise<Identity>>();
 
   constructor(address: string, private readonly opts: { ttlMs?: number; maxEntries?: number; internalToken?: string } = {}) {
     this.client = new AuthServiceClient(address, grpc.credentials.createInsecure(), {
@@ -67,18 +109,24 @@ export class CachedAuthClient {
     });
   }
 
-  authenticate = async (credential: string): Promise<Principal> => {
+  authenticate = async (credential: string): Promise<Identity> => {
     const key = createHash('sha256').update(credential).digest('base64url');
     const hit = this.cache.get(key);
     const ttl = this.opts.ttlMs ?? 3_000;
     if (hit && Date.now() - hit.at < (hit.error ? Math.min(ttl, 1_000) : ttl)) {
       if (hit.error) throw hit.error;
-      return hit.principal!;
+      return hit.identity!;
     }
     const running = this.inflight.get(key);
     if (running) return running;
     const p = this.lookup(credential).then(
-      (principal) => { this.remember(key, { at: Date.now(), principal }); return principal; },
+      (identity) => {
+        // A JWT is never trusted past its own expiry, whatever the cache time.
+        const exp = jwtExpiry(credential);
+        const at = exp === undefined ? Date.now() : Math.min(Date.now(), exp - ttl);
+        this.remember(key, { at, identity });
+        return identity;
+      },
       (err: Error) => { if (err instanceof UnauthenticatedError) this.remember(key, { at: Date.now(), error: err }); throw err; },
     ).finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
@@ -99,7 +147,7 @@ export class CachedAuthClient {
     this.client.close();
   }
 
-  private remember(key: string, entry: { at: number; principal?: Principal; error?: Error }) {
+  private remember(key: string, entry: { at: number; identity?: Identity; error?: Error }) {
     if (this.cache.size >= (this.opts.maxEntries ?? 10_000)) {
       const oldest = this.cache.keys().next().value;
       if (oldest !== undefined) this.cache.delete(oldest);
@@ -107,12 +155,12 @@ export class CachedAuthClient {
     this.cache.set(key, entry);
   }
 
-  private lookup(credential: string): Promise<Principal> {
+  private lookup(credential: string): Promise<Identity> {
     const md = new grpc.Metadata();
     if (this.opts.internalToken) md.set('x-aijob-internal', this.opts.internalToken);
     return new Promise((resolve, reject) => {
       this.client.authenticate({ token: credential }, md, { deadline: Date.now() + 3_000 }, (err, res) => {
-        if (!err && res.principal) return resolve(res.principal);
+        if (!err && res.principal) return resolve({ principal: res.principal, policy: res.policy });
         if (err?.code === grpc.status.UNAUTHENTICATED) return reject(new UnauthenticatedError(err.details));
         reject(new UnavailableError(`auth service unavailable: ${err?.details ?? 'no principal'}`));
       });

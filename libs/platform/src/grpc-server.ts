@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import type { Principal } from '@aijob/contracts';
+import type { Principal, WorkspacePolicy } from '@aijob/contracts';
 import { toStatus } from './grpc-status.js';
 import { grpcMetrics } from './metrics.js';
 import { addReflection } from './reflection.js';
@@ -21,6 +21,8 @@ export interface CallContext {
   readonly peer: string;
   /** Set by the server's `authorize` hook. */
   principal?: Principal;
+  /** The principal's workspace policy, when the authenticator knows it. */
+  policy?: WorkspacePolicy;
 }
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
@@ -69,6 +71,8 @@ export class GrpcServer {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
       'grpc.max_concurrent_streams': 10_000,
+      // Room for oversized metadata to reach the access check (and be refused there).
+      'grpc.max_metadata_size': 64 * 1024,
     });
     this.health.addToServer(this.server);
   }

@@ -12,6 +12,14 @@ export type Scope = (typeof scopes)[number];
 export const rpcAccess: Record<string, Scope | 'public' | 'internal'> = {
   'aijob.v1.AuthService/IssueToken': 'public',
   'aijob.v1.AuthService/Authenticate': 'internal',
+  'aijob.v1.AuthService/CreateWorkspace': 'admin',
+  'aijob.v1.AuthService/GetWorkspace': 'jobs:read',
+  'aijob.v1.AuthService/ListWorkspaces': 'admin',
+  'aijob.v1.AuthService/UpdateWorkspacePolicy': 'admin',
+  'aijob.v1.AuthService/CreateApiKey': 'keys:admin',
+  'aijob.v1.AuthService/ListApiKeys': 'keys:admin',
+  'aijob.v1.AuthService/RevokeApiKey': 'keys:admin',
+  'aijob.v1.AuthService/RotateSigningKey': 'admin',
 
   'aijob.v1.JobService/SubmitJob': 'jobs:write',
   'aijob.v1.JobService/SubmitJobs': 'jobs:write',
@@ -20,6 +28,7 @@ export const rpcAccess: Record<string, Scope | 'public' | 'internal'> = {
   'aijob.v1.JobService/WatchJob': 'jobs:read',
   'aijob.v1.JobService/CancelJob': 'jobs:write',
   'aijob.v1.JobService/RetryJob': 'jobs:write',
+  'aijob.v1.JobService/ListAuditEvents': 'audit:read',
 
   'aijob.v1.QueueService/ListQueues': 'jobs:read',
   'aijob.v1.QueueService/GetClusterStats': 'jobs:read',
@@ -27,6 +36,19 @@ export const rpcAccess: Record<string, Scope | 'public' | 'internal'> = {
   'aijob.v1.WorkerService/Heartbeat': 'internal',
   'aijob.v1.WorkerService/ConfirmDispatch': 'internal',
 };
+
+/** RPCs that change something: each call, allowed or refused, leaves an audit row. */
+export const mutatingRpcs: ReadonlySet<string> = new Set([
+  'aijob.v1.AuthService/CreateWorkspace',
+  'aijob.v1.AuthService/UpdateWorkspacePolicy',
+  'aijob.v1.AuthService/CreateApiKey',
+  'aijob.v1.AuthService/RevokeApiKey',
+  'aijob.v1.AuthService/RotateSigningKey',
+  'aijob.v1.JobService/SubmitJob',
+  'aijob.v1.JobService/SubmitJobs',
+  'aijob.v1.JobService/CancelJob',
+  'aijob.v1.JobService/RetryJob',
+]);
 
 /** Whether `granted` scopes satisfy `required`. */
 export function hasScope(granted: readonly string[], required: Scope): boolean {

@@ -1,3 +1,5 @@
 export * from './client.js';
 export * from './migrate.js';
 export * from './schema/index.js';
+export * from './audit-writer.js';
+export * from './audit-denied.js';

@@ -1,4 +1,4 @@
-import type { Principal } from '@aijob/contracts';
+import type { Principal, WorkspacePolicy } from '@aijob/contracts';
 import { UnauthenticatedError, type Logger } from '@aijob/platform';
 import type { Store } from '@aijob/store';
 import { hashApiKey, looksLikeJwt } from './keys.js';
@@ -10,6 +10,27 @@ interface KeyRow {
   scopes: string[];
   revoked_at: Date | null;
   expires_at: Date | null;
+  rate_limit_per_minute: number;
+  max_pending: number;
+  allowed_job_types: string[] | null;
+  monthly_budget_usd: number | null;
+}
+
+/** A credential's principal and its workspace's policy. */
+export interface Identity {
+  principal: Principal;
+  policy: WorkspacePolicy;
+}
+
+const keyQuery = `SELECT k.id, k.workspace_id, k.scopes, k.revoked_at, k.expires_at, w.rate_limit_per_minute,
+  w.max_pending, w.allowed_job_types, w.monthly_budget_usd
+  FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id`;
+
+function policyOf(r: KeyRow): WorkspacePolicy {
+  return {
+    rateLimitPerMinute: r.rate_limit_per_minute, maxPending: r.max_pending,
+    allowedJobTypes: r.allowed_job_types ?? [], monthlyBudgetUsd: r.monthly_budget_usd ?? 0,
+  };
 }
 
 /**
@@ -21,30 +42,31 @@ export class Authenticator {
 
   constructor(private readonly store: Store, private readonly keys: SigningKeys, private readonly log: Logger) {}
 
-  async authenticate(credential: string): Promise<Principal> {
+  async authenticate(credential: string): Promise<Identity> {
     if (looksLikeJwt(credential)) {
       const claims = await this.keys.verify(credential);
       // A token dies with the key it was issued for.
       const key = await this.keyById(claims.sub!);
       this.assertUsable(key);
-      return { workspaceId: claims.ws, subject: claims.sub!, scopes: claims.scope.split(' ').filter(Boolean) };
+      return {
+        principal: { workspaceId: claims.ws, subject: claims.sub!, scopes: claims.scope.split(' ').filter(Boolean) },
+        policy: policyOf(key),
+      };
     }
     return this.authenticateApiKey(credential);
   }
 
   /** API keys only (IssueToken does not take a token to mint another). */
-  async authenticateApiKey(key: string): Promise<Principal> {
+  async authenticateApiKey(key: string): Promise<Identity> {
     if (key.length < 20 || key.length > 512) throw new UnauthenticatedError('invalid API key');
-    const [row] = await this.store.sql<KeyRow[]>`
-      SELECT id, workspace_id, scopes, revoked_at, expires_at FROM api_keys WHERE secret_hash = ${hashApiKey(key)}`;
+    const [row] = await this.store.sql.unsafe<KeyRow[]>(`${keyQuery} WHERE k.secret_hash = $1`, [hashApiKey(key)]);
     this.assertUsable(row);
-    this.touch(row!.id);
-    return { workspaceId: row!.workspace_id, subject: row!.id, scopes: row!.scopes };
+    this.touch(row.id);
+    return { principal: { workspaceId: row.workspace_id, subject: row.id, scopes: row.scopes }, policy: policyOf(row) };
   }
 
   private async keyById(id: string): Promise<KeyRow | undefined> {
-    const [row] = await this.store.sql<KeyRow[]>`
-      SELECT id, workspace_id, scopes, revoked_at, expires_at FROM api_keys WHERE id = ${id}`;
+    const [row] = await this.store.sql.unsafe<KeyRow[]>(`${keyQuery} WHERE k.id = $1`, [id]);
     return row;
   }
 

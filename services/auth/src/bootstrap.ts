@@ -7,14 +7,15 @@ import { hashApiKey, newApiKey, newWorkspaceId } from './keys.js';
  * AIJOB_BOOTSTRAP_API_KEY when given (so scripts know it), otherwise generated and
  * shown once on stderr. Safe to run from several replicas at once.
  */
-export async function bootstrap(store: Store, o: { workspace: string; apiKey?: string; log: Logger }): Promise<void> {
+export async function bootstrap(store: Store, o: { workspace: string; apiKey?: string; rateLimitPerMinute: number; log: Logger }): Promise<void> {
   const shown = await store.sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(712003)`;
     let [ws] = await tx<{ id: string }[]>`SELECT id FROM workspaces WHERE name = ${o.workspace}`;
     const created = !ws;
     if (!ws) {
       [ws] = await tx<{ id: string }[]>`
-        INSERT INTO workspaces (id, name) VALUES (${newWorkspaceId()}, ${o.workspace}) RETURNING id`;
+        INSERT INTO workspaces (id, name, rate_limit_per_minute)
+        VALUES (${newWorkspaceId()}, ${o.workspace}, ${o.rateLimitPerMinute}) RETURNING id`;
       o.log.info({ workspace_id: ws!.id, name: o.workspace }, 'bootstrap workspace created');
     }
     if (o.apiKey) {

@@ -16,6 +16,12 @@ export const authEnv = {
   /** Shared secret for service-to-service RPCs (optional inside an mTLS mesh). */
   INTERNAL_TOKEN: z.string().min(16).optional(),
   MIGRATE_ON_START: bool(false),
+  /** Policy of new workspaces (and of the bootstrap one, whose rate limit is its own setting). */
+  DEFAULT_RATE_LIMIT_PER_MINUTE: int(100, 0, 100_000_000),
+  DEFAULT_MAX_PENDING: int(0, 0, 100_000_000),
+  /** The bootstrap (dev) workspace's requests per minute; 0 is unlimited. */
+  BOOTSTRAP_RATE_LIMIT_PER_MINUTE: int(0, 0, 100_000_000),
+  NATS_REPLICAS: int(1, 1, 5),
 };
 
 export type AuthConfig = ReturnType<typeof loadAuthConfig>;

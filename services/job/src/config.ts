@@ -22,6 +22,8 @@ export const jobEnv = {
   ALLOWED_JOB_TYPES_DEFAULT: list('echo,sleep,fail,llm.chat,http.request'),
   /** How long authentication results are cached (keep under 5 s: revocation promise). */
   AUTH_CACHE_MS: int(3_000, 0, 4_000),
+  /** Backpressure: SubmitJob answers RESOURCE_EXHAUSTED while more jobs than this wait. 0 disables. */
+  MAX_PENDING: int(100_000, 0, 1_000_000_000),
   NATS_REPLICAS: int(1, 1, 5),
   STREAM_MAX_AGE_MS: int(3_600_000, 60_000, 30 * 86_400_000),
   MIGRATE_ON_START: bool(false),

@@ -22,6 +22,31 @@ export interface ListFilter {
   limit: number;
 }
 
+export interface AuditQuery {
+  workspaceId: string;
+  action: string;
+  outcome: string;
+  actor: string;
+  resource: string;
+  startTime?: Date;
+  endTime?: Date;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface AuditRow {
+  id: number;
+  at: Date;
+  actor: string;
+  workspace_id: string;
+  action: string;
+  resource: string;
+  outcome: string;
+  reason: string;
+  trace_id: string;
+  request_id: string;
+}
+
 /** Reads and single-job writes of the job record, always scoped to a workspace. */
 export class JobRepository {
   constructor(private readonly store: Store) {}
@@ -99,6 +124,29 @@ export class JobRepository {
       await this.audit(tx, audit);
       return { row, previous: old.state, exists: true };
     });
+  }
+
+  /** Whether job `id` exists in a workspace other than `workspaceId`. */
+  async existsElsewhere(workspaceId: string, id: string): Promise<boolean> {
+    const [row] = await this.store.sql`SELECT 1 AS x FROM jobs WHERE id = ${id} AND workspace_id <> ${workspaceId}`;
+    return row !== undefined;
+  }
+
+  async auditEvents(q: Omit<AuditQuery, 'pageSize' | 'pageToken'> & { beforeId?: number; limit: number }): Promise<AuditRow[]> {
+    const where = ['workspace_id = $1'];
+    const params: unknown[] = [q.workspaceId];
+    const add = (clause: string, value: unknown) => { params.push(value); where.push(clause.replace('?', `$${params.length}`)); };
+    if (q.action) add('action = ?', q.action);
+    if (q.outcome) add('outcome = ?', q.outcome);
+    if (q.actor) add('actor = ?', q.actor);
+    if (q.resource) add('resource = ?', q.resource);
+    if (q.startTime) add('at >= ?', q.startTime);
+    if (q.endTime) add('at < ?', q.endTime);
+    if (q.beforeId !== undefined) add('id < ?', q.beforeId);
+    params.push(q.limit);
+    return this.store.sql.unsafe<AuditRow[]>(
+      `SELECT id, at, actor, workspace_id, action, resource, outcome, reason, trace_id, request_id
+       FROM audit_log WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${params.length}`, params as never[]);
   }
 
   async audit(tx: Tx | Store['sql'], e: AuditEntry): Promise<void> {

@@ -12,7 +12,7 @@ function callerOf(ctx: CallContext): Caller {
     const given = ctx.metadata.get('traceparent')[0];
     if (typeof given === 'string' && TRACEPARENT.test(given)) traceparent = given;
   }
-  return { principal: ctx.principal!, traceparent, requestId: ctx.requestId };
+  return { principal: ctx.principal!, policy: ctx.policy, traceparent, requestId: ctx.requestId };
 }
 
 /** gRPC handlers of aijob.v1.JobService: proto in, domain calls, proto out. */
@@ -41,6 +41,16 @@ export function jobServiceHandlers(jobs: Jobs): Implementation<typeof JobService
     },
     async retryJob(req, ctx) {
       return { job: toJob(await jobs.retry(callerOf(ctx), req.jobId)) };
+    },
+    async listAuditEvents(req, ctx) {
+      const { rows, nextPageToken } = await jobs.listAudit(callerOf(ctx), req);
+      return {
+        events: rows.map((r) => ({
+          id: Number(r.id), time: r.at, actor: r.actor, workspaceId: r.workspace_id, action: r.action,
+          resource: r.resource, outcome: r.outcome, reason: r.reason, traceId: r.trace_id, requestId: r.request_id,
+        })),
+        nextPageToken,
+      };
     },
   };
 }

@@ -1,19 +1,23 @@
 import { v7 as uuidv7 } from 'uuid';
-import type { Principal, SubmitJobRequest } from '@aijob/contracts';
+import type { Principal, SubmitJobRequest, WorkspacePolicy } from '@aijob/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobState, jobStateFromJSON } from '@aijob/contracts';
 import type { EventPublisher, Topology } from '@aijob/bus';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, traceIdOf } from '@aijob/platform';
 import type { JobStateName } from '@aijob/store';
 import { isTerminal, type JobRow } from './job-record.js';
-import type { JobRepository } from './job-repository.js';
+import type { AuditQuery, AuditRow, JobRepository } from './job-repository.js';
 import type { Submitter, SubmitOutcome } from './submitter.js';
 import { parseJobId, validateSubmission, type SubmissionLimits } from './validation.js';
 import type { WatchHub } from './watch-hub.js';
+import type { PendingLimits } from './pending-limits.js';
+import type { AuditWriter } from '@aijob/store';
 
 /** Who is calling and how to trace it: what every mutation records. */
 export interface Caller {
   principal: Principal;
+  /** The workspace's policy; absent for an admin acting in another workspace. */
+  policy?: WorkspacePolicy;
   traceparent: string;
   requestId: string;
 }
@@ -31,6 +35,8 @@ export class Jobs {
     nc: NatsConnection;
     topology: Topology;
     limits: SubmissionLimits;
+    pending: PendingLimits;
+    audit: AuditWriter;
   }) {}
 
   async submit(caller: Caller, requests: SubmitJobRequest[], batch: boolean): Promise<SubmitOutcome[]> {
@@ -39,9 +45,11 @@ export class Jobs {
     }
     const violations = [];
     const valid = [];
+    const allowed = caller.policy?.allowedJobTypes.length ? caller.policy.allowedJobTypes : this.d.limits.allowedTypes;
+    const limits = { ...this.d.limits, allowedTypes: allowed };
     for (const [i, req] of requests.entries()) {
       try {
-        valid.push(validateSubmission(req, this.d.limits, batch ? `jobs[${i}].` : ''));
+        valid.push(validateSubmission(req, limits, batch ? `jobs[${i}].` : ''));
       } catch (err) {
         if (!(err instanceof InvalidArgumentError)) throw err;
         violations.push(...err.violations);
@@ -52,6 +60,13 @@ export class Jobs {
       if (v.gangSize > 1) {
         throw new FailedPreconditionError(`${batch ? `jobs[${i}].` : ''}gang_size: gang scheduling is not enabled on this platform`);
       }
+    }
+    try {
+      await this.d.pending.admit(caller.principal.workspaceId, caller.policy?.maxPending ?? 0, valid.length);
+    } catch (err) {
+      this.d.audit.record({ ...this.audit(caller, batch ? 'job.submit_batch' : 'job.submit', ''), outcome: 'denied',
+        resource: `queue/${valid[0]?.queue ?? 'default'}`, reason: (err as Error).message });
+      throw err;
     }
     return this.d.submitter.submit(valid.map((v) => ({
       ...v,
@@ -66,8 +81,19 @@ export class Jobs {
   async get(caller: Caller, jobId: string): Promise<JobRow> {
     const id = parseJobId(jobId);
     const row = await this.d.repo.get(caller.principal.workspaceId, id);
-    if (!row) throw new NotFoundError('job', id);
+    if (!row) throw await this.notFound(caller, id, 'job.get');
     return row;
+  }
+
+  /**
+   * NOT_FOUND for a job not in the caller's workspace. When it exists in another one,
+   * the attempt is an isolation probe and leaves an audit row.
+   */
+  private async notFound(caller: Caller, id: string, action: string): Promise<NotFoundError> {
+    if (await this.d.repo.existsElsewhere(caller.principal.workspaceId, id)) {
+      this.d.audit.record({ ...this.audit(caller, action, id), outcome: 'denied', reason: 'job belongs to another workspace' });
+    }
+    return new NotFoundError('job', id);
   }
 
   async list(caller: Caller, q: { queue: string; type: string; states: JobState[]; pageSize: number; pageToken: string }):
@@ -109,7 +135,7 @@ export class Jobs {
         if (changed) {
           changed = false;
           const row = await this.d.repo.get(caller.principal.workspaceId, id);
-          if (!row) throw new NotFoundError('job', id);
+          if (!row) throw await this.notFound(caller, id, 'job.watch');
           const version = `${row.state}|${row.attempt}|${row.updated_at.getTime()}|${row.progress}`;
           if (version !== last) {
             last = version;
@@ -133,7 +159,7 @@ export class Jobs {
     const id = parseJobId(jobId);
     if (reason.length > 1024) throw InvalidArgumentError.field('reason', 'must be at most 1024 characters');
     const result = await this.d.repo.cancel(caller.principal.workspaceId, id, reason, this.audit(caller, 'job.cancel', id));
-    if (!result.exists) throw new NotFoundError('job', id);
+    if (!result.exists) throw await this.notFound(caller, id, 'job.cancel');
     if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous} and cannot be cancelled`);
     const row = result.row;
     // Abort a running handler at once; tell the scheduler (slot, pending) and watchers.
@@ -151,7 +177,7 @@ export class Jobs {
   async retry(caller: Caller, jobId: string): Promise<JobRow> {
     const id = parseJobId(jobId);
     const result = await this.d.repo.retry(caller.principal.workspaceId, id, this.audit(caller, 'job.retry', id));
-    if (!result.exists) throw new NotFoundError('job', id);
+    if (!result.exists) throw await this.notFound(caller, id, 'job.retry');
     if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous}; only FAILED or CANCELLED jobs can be retried`);
     await this.d.submitter.announceAgain(result.row);
     this.d.hub.notify(id);
@@ -163,5 +189,26 @@ export class Jobs {
       actor: caller.principal.subject, workspaceId: caller.principal.workspaceId, action, resource: `job/${id}`,
       outcome: 'allowed' as const, traceId: traceIdOf(caller.traceparent), requestId: caller.requestId,
     };
+  }
+
+  async listAudit(caller: Caller, q: AuditQuery): Promise<{ rows: AuditRow[]; nextPageToken: string }> {
+    if (q.pageSize < 0 || q.pageSize > 1000) throw InvalidArgumentError.field('page_size', 'must be between 0 and 1000');
+    if (q.outcome && !['allowed', 'denied', 'failed'].includes(q.outcome)) {
+      throw InvalidArgumentError.field('outcome', 'must be allowed, denied or failed');
+    }
+    let workspaceId = caller.principal.workspaceId;
+    if (q.workspaceId && q.workspaceId !== workspaceId) {
+      if (!caller.principal.scopes.includes('admin')) throw new NotFoundError('workspace', q.workspaceId);
+      workspaceId = q.workspaceId;
+    }
+    let beforeId: number | undefined;
+    if (q.pageToken) {
+      beforeId = Number(Buffer.from(q.pageToken, 'base64url').toString());
+      if (!Number.isSafeInteger(beforeId)) throw InvalidArgumentError.field('page_token', 'is not a token from this API');
+    }
+    const limit = q.pageSize || 100;
+    const rows = await this.d.repo.auditEvents({ ...q, workspaceId, beforeId, limit: limit + 1 });
+    const page = rows.slice(0, limit);
+    return { rows: page, nextPageToken: rows.length > limit ? Buffer.from(String(page[page.length - 1]!.id)).toString('base64url') : '' };
   }
 }

@@ -1,10 +1,12 @@
 import { JobServiceService } from '@aijob/contracts';
 import { connectBus, ensureDurable, ensureStreams, EventPublisher, topology } from '@aijob/bus';
 import {
-  CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer, Readiness,
-  startOpsServer,
+  activeTraceId, CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer,
+  mutatingRpcs, Readiness, startOpsServer, type CallContext,
 } from '@aijob/platform';
-import { createStore, runMigrations } from '@aijob/store';
+import { AuditWriter, auditDenied, createStore, runMigrations } from '@aijob/store';
+import { PendingLimits } from './pending-limits.js';
+import { RateLimiter } from './rate-limiter.js';
 import { loadJobConfig } from './config.js';
 import { EventApplier } from './event-applier.js';
 import { JobRepository } from './job-repository.js';
@@ -28,11 +30,15 @@ await ensureDurable(bus.jsm, t.streams.events, t.consumers.jobState, t.subjects.
 const auth = new CachedAuthClient(config.AUTH_ADDR, { ttlMs: config.AUTH_CACHE_MS, internalToken: config.INTERNAL_TOKEN });
 const authChanged = bus.nc.subscribe(t.subjects.authChanged, { callback: () => auth.clear() });
 const events = new EventPublisher(bus.js, t, log);
+const audit = new AuditWriter(store.sql, log);
+const limiter = new RateLimiter(store);
+const pruning = setInterval(() => void limiter.prune().catch(() => undefined), 600_000).unref();
 const submitter = new Submitter(store, bus.js, t, log, { idempotencyWindowMs: config.IDEMPOTENCY_WINDOW_MS });
 const hub = new WatchHub(bus.nc, t, log);
 hub.start();
 const jobs = new Jobs({
-  repo: new JobRepository(store), submitter, hub, events, nc: bus.nc, topology: t,
+  repo: new JobRepository(store), submitter, hub, events, nc: bus.nc, topology: t, audit,
+  pending: new PendingLimits(store, config.MAX_PENDING),
   limits: {
     maxInputBytes: config.MAX_INPUT_BYTES, defaultMaxAttempts: config.DEFAULT_MAX_ATTEMPTS,
     defaultTimeoutMs: config.DEFAULT_TIMEOUT_MS, allowedTypes: config.ALLOWED_JOB_TYPES_DEFAULT,
@@ -43,11 +49,25 @@ const applier = new EventApplier(store, bus.nc, events, t, log, {
 });
 const applying = applier.start(await bus.js.consumers.get(t.streams.events, t.consumers.jobState));
 
-const grpc = new GrpcServer({
-  log,
-  authorize: makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN }),
-  maxMessageBytes: config.MAX_REQUEST_BYTES,
-});
+const denied = auditDenied(audit);
+const authorize = makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN, onDenied: denied });
+/** Access check, then the workspace's shared rate limit. */
+async function admit(ctx: CallContext, access: string): Promise<void> {
+  await authorize(ctx, access);
+  if (!ctx.principal || !ctx.policy) return;
+  try {
+    await limiter.take(ctx.principal.workspaceId, ctx.policy.rateLimitPerMinute);
+  } catch (err) {
+    if (mutatingRpcs.has(ctx.method)) {
+      audit.record({
+        actor: ctx.principal.subject, workspaceId: ctx.principal.workspaceId, action: `rpc.${ctx.method.split('/')[1]}`,
+        resource: ctx.method, outcome: 'denied', reason: (err as Error).message, traceId: activeTraceId(), requestId: ctx.requestId,
+      });
+    }
+    throw err;
+  }
+}
+const grpc = new GrpcServer({ log, authorize: admit, maxMessageBytes: config.MAX_REQUEST_BYTES });
 grpc.add(JobServiceService, jobServiceHandlers(jobs));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
 
@@ -62,6 +82,7 @@ handleShutdown(log, [
   { name: 'submitter', run: () => submitter.close() },
   { name: 'event applier', run: () => applying.stop() },
   { name: 'events', run: () => events.close() },
+  { name: 'audit', run: () => { clearInterval(pruning); return audit.close(); } },
   { name: 'watch hub', run: () => { hub.stop(); authChanged.unsubscribe(); } },
   { name: 'ops', run: () => ops.close() },
   { name: 'nats', run: () => bus.close() },

@@ -4,7 +4,7 @@ import {
   CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer, Readiness,
   startOpsServer,
 } from '@aijob/platform';
-import { createStore, runMigrations } from '@aijob/store';
+import { AuditWriter, auditDenied, createStore, runMigrations } from '@aijob/store';
 import { loadSchedulerConfig } from './config.js';
 import { Controller } from './controller.js';
 import { Dispatcher } from './dispatcher.js';
@@ -46,8 +46,10 @@ election.start();
 
 const auth = new CachedAuthClient(config.AUTH_ADDR, { ttlMs: config.AUTH_CACHE_MS, internalToken: config.INTERNAL_TOKEN });
 const authChanged = bus.nc.subscribe(t.subjects.authChanged, { callback: () => auth.clear() });
+const audit = new AuditWriter(store.sql, log);
 const grpc = new GrpcServer({
-  log, authorize: makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN }),
+  log,
+  authorize: makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN, onDenied: auditDenied(audit) }),
 });
 grpc.add(QueueServiceService, queueServiceHandlers({ queues, registry, store, leaseName: LEASE }));
 grpc.add(WorkerServiceService, workerServiceHandlers({ registry, store, intervalMs: config.HEARTBEAT_INTERVAL_MS }));
@@ -63,6 +65,7 @@ handleShutdown(log, [
   { name: 'leadership', run: async () => { await election.stop(); await controller.stopped(); } },
   { name: 'grpc', run: () => grpc.shutdown(config.SHUTDOWN_GRACE_MS) },
   { name: 'events', run: () => events.close() },
+  { name: 'audit', run: () => audit.close() },
   { name: 'registry', run: () => { authChanged.unsubscribe(); return registry.stop(); } },
   { name: 'ops', run: () => ops.close() },
   { name: 'nats', run: () => bus.close() },

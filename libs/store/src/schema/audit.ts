@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, doublePrecision, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, doublePrecision, index, integer, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { auditOutcomes } from './enums.js';
 
 /** Who did what to which resource, allowed or not, with the trace to follow it. */
@@ -34,3 +34,14 @@ export const usage = pgTable('usage', {
   costUsd: doublePrecision('cost_usd').notNull(),
   at: timestamp('at', { withTimezone: true }).notNull().default(sql`now()`),
 }, (t) => [index('usage_workspace_at_idx').on(t.workspaceId, t.at)]);
+
+/**
+ * Shared request counters for per-workspace rate limits, one row per workspace and
+ * one-minute window. Job-service replicas reserve chunks of the allowance atomically,
+ * so together they never admit more than the limit.
+ */
+export const rateWindows = pgTable('rate_windows', {
+  workspaceId: text('workspace_id').notNull(),
+  windowStart: timestamp('window_start', { withTimezone: true }).notNull(),
+  used: integer('used').notNull(),
+}, (t) => [primaryKey({ columns: [t.workspaceId, t.windowStart] })]);

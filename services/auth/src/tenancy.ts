@@ -1,0 +1,169 @@
+import type { Principal, WorkspacePolicy } from '@aijob/contracts';
+import {
+  AlreadyExistsError, InvalidArgumentError, NotFoundError, PermissionDeniedError, scopes,
+  type FieldViolation,
+} from '@aijob/platform';
+import type { AuditRecord } from '@aijob/store';
+import { newApiKey, newWorkspaceId } from './keys.js';
+import type { SigningKeys } from './signing-keys.js';
+import type { ApiKeyRow, PolicyChange, TenancyRepository, WorkspaceRow } from './tenancy-repository.js';
+
+/** Who acts, for authorization and the audit trail. */
+export interface Actor {
+  principal: Principal;
+  traceId: string;
+  requestId: string;
+}
+
+export interface TenancyDefaults {
+  rateLimitPerMinute: number;
+  maxPending: number;
+}
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const JOB_TYPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const isAdmin = (a: Actor) => a.principal.scopes.includes('admin');
+
+/** Workspaces, policies, keys and signing-key rotation: the auth service's domain. */
+export class Tenancy {
+  constructor(
+    private readonly repo: TenancyRepository,
+    private readonly keys: SigningKeys,
+    private readonly defaults: TenancyDefaults,
+    /** Tells every replica of every service to drop cached credentials. */
+    private readonly announce: (what: string) => void,
+  ) {}
+
+  async createWorkspace(actor: Actor, name: string, policy: WorkspacePolicy | undefined): Promise<WorkspaceRow> {
+    const v: FieldViolation[] = [];
+    if (!NAME.test(name)) v.push({ field: 'name', description: 'must be 1-64 characters of a-z, 0-9, _ and -' });
+    const p = checkPolicy({
+      rateLimitPerMinute: policy?.rateLimitPerMinute, maxPending: policy?.maxPending,
+      allowedJobTypes: policy?.allowedJobTypes.length ? policy.allowedJobTypes : undefined,
+      monthlyBudgetUsd: policy?.monthlyBudgetUsd,
+    }, v, 'policy.');
+    if (v.length) throw new InvalidArgumentError(v);
+    const id = newWorkspaceId();
+    const row = await this.repo.createWorkspace({
+      id, name,
+      rate_limit_per_minute: p.rateLimitPerMinute || this.defaults.rateLimitPerMinute,
+      max_pending: p.maxPending || this.defaults.maxPending,
+      allowed_job_types: p.allowedJobTypes ?? null,
+      monthly_budget_usd: p.monthlyBudgetUsd || null,
+    }, this.audit(actor, 'workspace.create', `workspace/${id}`));
+    if (!row) throw new AlreadyExistsError(`workspace "${name}" already exists`);
+    return row;
+  }
+
+  async getWorkspace(actor: Actor, id: string): Promise<WorkspaceRow> {
+    const target = this.targetWorkspace(actor, id);
+    const row = await this.repo.workspace(target);
+    if (!row) throw new NotFoundError('workspace', target);
+    return row;
+  }
+
+  async listWorkspaces(pageSize: number, pageToken: string): Promise<{ rows: WorkspaceRow[]; next: string }> {
+    if (pageSize < 0 || pageSize > 1000) throw InvalidArgumentError.field('page_size', 'must be between 0 and 1000');
+    const limit = pageSize || 100;
+    const after = pageToken ? Buffer.from(pageToken, 'base64url').toString() : '';
+    const rows = await this.repo.workspaces(after, limit + 1);
+    const page = rows.slice(0, limit);
+    return { rows: page, next: rows.length > limit ? Buffer.from(page[page.length - 1]!.id).toString('base64url') : '' };
+  }
+
+  async updatePolicy(actor: Actor, id: string, change: PolicyChange): Promise<WorkspaceRow> {
+    if (!id) throw InvalidArgumentError.field('workspace_id', 'required');
+    const v: FieldViolation[] = [];
+    const c = checkPolicy(change, v, '');
+    if (v.length) throw new InvalidArgumentError(v);
+    const row = await this.repo.updatePolicy(id, c, this.audit(actor, 'workspace.policy_update', `workspace/${id}`, id));
+    if (!row) throw new NotFoundError('workspace', id);
+    this.announce('policy');
+    return row;
+  }
+
+  async createKey(actor: Actor, req: { workspaceId: string; name: string; scopes: string[]; expiresAt?: Date }):
+    Promise<{ key: string; row: ApiKeyRow }> {
+    const ws = this.targetWorkspace(actor, req.workspaceId);
+    const v: FieldViolation[] = [];
+    if (req.name.length > 128) v.push({ field: 'name', description: 'must be at most 128 characters' });
+    if (req.scopes.length === 0) v.push({ field: 'scopes', description: 'at least one scope' });
+    for (const s of req.scopes) {
+      if (!(scopes as readonly string[]).includes(s)) v.push({ field: 'scopes', description: `unknown scope "${s}"` });
+    }
+    if (req.expiresAt && req.expiresAt.getTime() <= Date.now()) v.push({ field: 'expires_at', description: 'must be in the future' });
+    if (v.length) throw new InvalidArgumentError(v);
+    const beyond = req.scopes.filter((s) => !isAdmin(actor) && !actor.principal.scopes.includes(s));
+    if (beyond.length) throw new PermissionDeniedError(`cannot grant scopes you do not hold: ${beyond.join(', ')}`);
+    if (!(await this.repo.workspace(ws))) throw new NotFoundError('workspace', ws);
+    const k = newApiKey();
+    const row = await this.repo.createKey(
+      { id: k.id, workspaceId: ws, name: req.name, hash: k.hash, scopes: [...new Set(req.scopes)], expiresAt: req.expiresAt ?? null },
+      this.audit(actor, 'key.create', `key/${k.id}`, ws));
+    return { key: k.key, row };
+  }
+
+  async listKeys(actor: Actor, workspaceId: string, includeRevoked: boolean): Promise<ApiKeyRow[]> {
+    return this.repo.keys(this.targetWorkspace(actor, workspaceId), includeRevoked);
+  }
+
+  async revokeKey(actor: Actor, keyId: string): Promise<ApiKeyRow> {
+    if (!keyId) throw InvalidArgumentError.field('key_id', 'required');
+    const existing = await this.repo.key(keyId);
+    if (!existing || (existing.workspace_id !== actor.principal.workspaceId && !isAdmin(actor))) {
+      throw new NotFoundError('key', keyId);
+    }
+    const row = await this.repo.revokeKey(keyId, this.audit(actor, 'key.revoke', `key/${keyId}`, existing.workspace_id));
+    this.announce('revoked');
+    return row!;
+  }
+
+  async rotate(actor: Actor, retireAfterMs: number): Promise<{ kid: string; retiring: string[]; retireAt: Date }> {
+    if (retireAfterMs < 0 || retireAfterMs > 30 * 86_400_000) {
+      throw InvalidArgumentError.field('retire_after', 'must be between 0 and 30 days');
+    }
+    const r = await this.keys.rotate(retireAfterMs);
+    await this.repo.audit(this.audit(actor, 'signing_key.rotate', `signing_key/${r.kid}`));
+    this.announce('rotated');
+    return { ...r, retireAt: new Date(Date.now() + retireAfterMs) };
+  }
+
+  /** The workspace a request names; another one than the caller's needs admin. */
+  private targetWorkspace(actor: Actor, named: string): string {
+    if (!named || named === actor.principal.workspaceId) return actor.principal.workspaceId;
+    if (!isAdmin(actor)) throw new NotFoundError('workspace', named);
+    return named;
+  }
+
+  private audit(actor: Actor, action: string, resource: string, workspaceId = actor.principal.workspaceId): AuditRecord {
+    return {
+      actor: actor.principal.subject, workspaceId, action, resource, outcome: 'allowed',
+      traceId: actor.traceId, requestId: actor.requestId,
+    };
+  }
+}
+
+/** Validates a policy change, collecting violations; returns it normalised. */
+function checkPolicy(c: PolicyChange, v: FieldViolation[], prefix: string): PolicyChange {
+  const bad = (f: string, d: string) => v.push({ field: prefix + f, description: d });
+  if (c.rateLimitPerMinute !== undefined && (c.rateLimitPerMinute < 0 || c.rateLimitPerMinute > 100_000_000)) {
+    bad('rate_limit_per_minute', 'must be between 0 (unlimited) and 100000000');
+  }
+  if (c.maxPending !== undefined && (c.maxPending < 0 || c.maxPending > 100_000_000)) {
+    bad('max_pending', 'must be between 0 (no workspace limit) and 100000000');
+  }
+  if (c.allowedJobTypes) {
+    if (c.allowedJobTypes.length > 256) bad('allowed_job_types', 'at most 256 types');
+    for (const t of c.allowedJobTypes) if (!JOB_TYPE.test(t)) bad('allowed_job_types', `"${t.slice(0, 64)}" is not a job type`);
+  }
+  if (c.monthlyBudgetUsd !== undefined && c.monthlyBudgetUsd !== null &&
+    (!Number.isFinite(c.monthlyBudgetUsd) || c.monthlyBudgetUsd < 0)) {
+    bad('monthly_budget_usd', 'must be a non-negative number (0 for none)');
+  }
+  return {
+    ...c,
+    allowedJobTypes: c.allowedJobTypes === undefined ? undefined : c.allowedJobTypes && c.allowedJobTypes.length ? [...new Set(c.allowedJobTypes)] : null,
+    monthlyBudgetUsd: c.monthlyBudgetUsd === undefined ? undefined : c.monthlyBudgetUsd || null,
+  };
+}
+
