@@ -78,6 +78,7 @@ export class Platform {
       GRPC_PORT: '0',
       OPS_PORT: '0',
       LOG_LEVEL: 'info',
+      DATABASE_POOL_MAX: '4',
       AUTH_ADDR: this.authAddr,
       SCHEDULER_ADDR: this.schedulerAddrs[0] ?? '',
       HEARTBEAT_INTERVAL_MS: '500',
@@ -104,22 +105,22 @@ export class Platform {
   }
 
   /** An SDK client with the bootstrap admin key (closed at stop). */
-  client(opts: { apiKey?: string; address?: string } = {}): AijobClient {
+  client(opts: { apiKey?: string; token?: string; address?: string; exchangeTokens?: boolean } = {}): AijobClient {
     const c = new AijobClient({
-      address: opts.address ?? this.jobAddr, queueAddress: this.schedulerAddr, apiKey: opts.apiKey ?? this.apiKey,
-      deadlineMs: 20_000,
+      address: opts.address ?? this.jobAddr, queueAddress: this.schedulerAddr, authAddress: this.authAddr,
+      ...(opts.token ? { token: opts.token } : { apiKey: opts.apiKey ?? this.apiKey }),
+      exchangeTokens: opts.exchangeTokens ?? false, deadlineMs: 20_000,
     });
     this.clients.push(c);
     return c;
   }
 
-  /** A plain SQL connection to this platform's database (closed at stop). */
+  /** A plain SQL client of this platform's database (one per platform, closed at stop). */
   sql(): postgres.Sql {
-    const s = postgres(this.dbUrl, { max: 2, onnotice: () => {} });
-    this.sqls.push(s);
-    return s;
+    this.sqlClient ??= postgres(this.dbUrl, { max: 2, onnotice: () => {} });
+    return this.sqlClient;
   }
-  private sqls: postgres.Sql[] = [];
+  private sqlClient: postgres.Sql | undefined;
 
   async metrics(name: string): Promise<string> {
     const res = await fetch(`http://127.0.0.1:${this.ops[name]}/metrics`);
@@ -129,7 +130,7 @@ export class Platform {
   /** Stops everything and removes the database, streams and buckets it made. */
   async stop(): Promise<void> {
     for (const c of this.clients) c.close();
-    for (const s of this.sqls) await s.end({ timeout: 2 });
+    await this.sqlClient?.end({ timeout: 2 });
     await Promise.all(this.procs.filter((p) => p.name.startsWith('worker')).map((p) => p.stop()));
     await Promise.all(this.procs.map((p) => p.stop()));
     await dropNamespace(this.namespace);

@@ -10,9 +10,17 @@ export interface FieldViolation {
 /** Base of every error aijob raises on purpose. */
 export abstract class AijobError extends Error {
   abstract readonly kind: ErrorKind;
+  /** What the refused call was about (e.g. `job/<id>`), for the audit log. */
+  subject?: string;
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
+  }
+
+  /** Names the resource the error is about; returns the error (for `throw x.about(...)`). */
+  about(subject: string): this {
+    this.subject = subject;
+    return this;
   }
 }
 

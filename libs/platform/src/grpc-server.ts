@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Principal, WorkspacePolicy } from '@aijob/contracts';
+import { isAijobError, type AijobError } from './errors.js';
 import { toStatus } from './grpc-status.js';
 import { grpcMetrics } from './metrics.js';
 import { addReflection } from './reflection.js';
@@ -50,6 +51,8 @@ export interface GrpcServerOptions {
   authorize?: (ctx: CallContext, access: string) => Promise<void>;
   /** Largest request accepted, bytes. Default 4 MiB. */
   maxMessageBytes?: number;
+  /** Told of every domain error a handler throws (after the access check passed), e.g. to audit refusals. */
+  onHandlerError?: (ctx: CallContext, err: AijobError) => void;
 }
 
 /**
@@ -138,6 +141,18 @@ export class GrpcServer {
     if (this.opts.authorize) await this.opts.authorize(ctx, access);
   }
 
+  /** Reports a handler's domain errors to `onHandlerError`, then passes them on. */
+  private async guard<T>(ctx: CallContext, p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      if (this.opts.onHandlerError && isAijobError(err)) {
+        try { this.opts.onHandlerError(ctx, err); } catch { /* auditing must not change the answer */ }
+      }
+      throw err;
+    }
+  }
+
   private labels(path: string, type: string) {
     const [, service = '', method = ''] = path.split('/');
     return { grpc_type: type, grpc_service: service, grpc_method: method };
@@ -164,7 +179,7 @@ export class GrpcServer {
       call.once('cancelled', () => abort.abort(new Error('call cancelled')));
       const ctx = this.context(def.path, call, abort);
       this.admit(ctx)
-        .then(() => handler(call.request, ctx))
+        .then(() => this.guard(ctx, handler(call.request, ctx)))
         .then(
           (res) => { this.finish(ctx, labels, end, undefined); callback(null, res); },
           (err: unknown) => callback(this.finish(ctx, labels, end, err)),
@@ -189,7 +204,7 @@ export class GrpcServer {
         abort.signal.addEventListener('abort', onAbort, { once: true });
       });
       this.admit(ctx)
-        .then(() => handler(call.request, ctx, send))
+        .then(() => this.guard(ctx, handler(call.request, ctx, send)))
         .then(
           () => { this.finish(ctx, labels, end, undefined); call.end(); },
           (err: unknown) => {

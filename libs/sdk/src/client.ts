@@ -4,6 +4,7 @@ import {
   type CancelJobResponse, type GetClusterStatsResponse, type GetJobResponse, type Job, type ListJobsResponse,
   type ListQueuesResponse, type Queue, type RetryJobResponse, type SubmitJobResponse, type SubmitJobsResponse,
 } from '@aijob/contracts';
+import { AdminApi } from './admin.js';
 import { toApiError, UnavailableError } from './errors.js';
 
 export interface AijobClientOptions {
@@ -15,8 +16,10 @@ export interface AijobClientOptions {
   apiKey?: string;
   /** A JWT to use as is. */
   token?: string;
-  /** Auth service address: when set with `apiKey`, calls carry JWTs refreshed before expiry. */
+  /** Auth service address: needed for `admin` calls; with `apiKey`, calls carry JWTs refreshed before expiry. */
   authAddress?: string;
+  /** With `authAddress`: exchange the API key for JWTs (default true). */
+  exchangeTokens?: boolean;
   /** TLS: true for the system roots, or your own credentials. Default: plaintext. */
   tls?: boolean | grpc.ChannelCredentials;
   /** Deadline of unary calls in ms. Default 30 000. */
@@ -84,6 +87,8 @@ export class AijobClient {
   readonly jobs: JobServiceClient;
   readonly queuesClient: QueueServiceClient;
   private readonly auth: AuthServiceClient | undefined;
+  /** Workspaces, keys, signing keys, audit log. */
+  readonly admin: AdminApi;
   private token: { value: string; refreshAt: number } | undefined;
   private tokenPending: Promise<string> | undefined;
 
@@ -93,7 +98,11 @@ export class AijobClient {
     const channel = { 'grpc.keepalive_time_ms': 30_000, 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
     this.jobs = new JobServiceClient(o.address, creds, channel);
     this.queuesClient = new QueueServiceClient(o.queueAddress ?? o.address, creds, channel);
-    if (o.authAddress && o.apiKey) this.auth = new AuthServiceClient(o.authAddress, creds, channel);
+    if (o.authAddress) this.auth = new AuthServiceClient(o.authAddress, creds, channel);
+    this.admin = new AdminApi(() => {
+      if (!this.auth) throw new Error('admin calls need the authAddress option');
+      return this.auth;
+    }, this.jobs, (invoke, opts, safe) => this.unary(invoke, opts, safe));
   }
 
   /** Submits one job; returns it with `deduplicated` when the idempotency key matched. */
@@ -194,7 +203,7 @@ export class AijobClient {
 
   private async credential(): Promise<string> {
     if (this.o.token) return this.o.token;
-    if (!this.auth) return this.o.apiKey!;
+    if (!this.auth || !this.o.apiKey || this.o.exchangeTokens === false) return this.o.apiKey!;
     if (this.token && Date.now() < this.token.refreshAt) return this.token.value;
     this.tokenPending ??= new Promise<string>((resolve, reject) => {
       this.auth!.issueToken({ apiKey: this.o.apiKey! }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => {

@@ -1,3 +1,4 @@
 export { AijobClient, isTerminal, stateName, type AijobClientOptions, type CallOptions, type ListOptions, type SubmitOptions } from './client.js';
 export * from './errors.js';
-export { JobState, type Job, type Queue } from '@aijob/contracts';
+export { AdminApi, type AuditQuery, type PolicyUpdate } from './admin.js';
+export { JobState, type ApiKey, type AuditEvent, type Job, type Queue, type Workspace, type WorkspacePolicy } from '@aijob/contracts';

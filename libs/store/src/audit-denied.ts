@@ -1,4 +1,4 @@
-import { activeTraceId, bearerCredential, type CallContext } from '@aijob/platform';
+import { activeTraceId, bearerCredential, mutatingRpcs, type AijobError, type CallContext } from '@aijob/platform';
 import type { AuditWriter } from './audit-writer.js';
 
 /**
@@ -22,6 +22,28 @@ export function auditDenied(audit: AuditWriter) {
       action: `rpc.${ctx.method.split('/')[1] ?? ctx.method}`,
       resource: ctx.method,
       outcome: 'denied',
+      reason: err.message.slice(0, 512),
+      traceId: activeTraceId(),
+      requestId: ctx.requestId,
+    });
+  };
+}
+
+/**
+ * The audit row of a mutating call its handler refused (a scope it may not grant, a
+ * limit, a job in the wrong state…). NOT_FOUND is left to the callers that can tell a
+ * missing resource from another workspace's.
+ */
+export function auditRefused(audit: AuditWriter) {
+  return (ctx: CallContext, err: AijobError) => {
+    if (!mutatingRpcs.has(ctx.method) || err.kind === 'not_found' || !ctx.principal) return;
+    const denied = err.kind === 'permission_denied' || err.kind === 'resource_exhausted' || err.kind === 'unauthenticated';
+    audit.record({
+      actor: ctx.principal.subject,
+      workspaceId: ctx.principal.workspaceId,
+      action: `rpc.${ctx.method.split('/')[1] ?? ctx.method}`,
+      resource: err.subject ?? ctx.method,
+      outcome: denied ? 'denied' : 'failed',
       reason: err.message.slice(0, 512),
       traceId: activeTraceId(),
       requestId: ctx.requestId,

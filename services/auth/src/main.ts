@@ -3,7 +3,7 @@ import { connectBus, topology } from '@aijob/bus';
 import {
   createLogger, collectProcessMetrics, GrpcServer, handleShutdown, json, makeAuthorizer, Readiness, startOpsServer,
 } from '@aijob/platform';
-import { AuditWriter, auditDenied, createStore, runMigrations } from '@aijob/store';
+import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
 import { authServiceHandlers } from './auth-service.js';
 import { Authenticator } from './authenticator.js';
 import { bootstrap } from './bootstrap.js';
@@ -38,6 +38,7 @@ const grpc = new GrpcServer({
     authenticate: (c) => authenticator.authenticate(c), internalToken: config.INTERNAL_TOKEN,
     onDenied: auditDenied(audit),
   }),
+  onHandlerError: auditRefused(audit),
 });
 grpc.add(AuthServiceService, authServiceHandlers({ authenticator, keys, tenancy, tokenTtlSeconds: config.TOKEN_TTL_SECONDS }));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);

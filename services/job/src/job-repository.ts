@@ -88,10 +88,7 @@ export class JobRepository {
       const [old] = await tx<{ state: JobStateName }[]>`
         SELECT state FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
       if (!old) return { exists: false };
-      if (old.state === 'SUCCEEDED' || old.state === 'FAILED' || old.state === 'CANCELLED') {
-        await this.audit(tx, { ...audit, outcome: 'failed', reason: `job is ${old.state}` });
-        return { exists: true, previous: old.state };
-      }
+      if (old.state === 'SUCCEEDED' || old.state === 'FAILED' || old.state === 'CANCELLED') return { exists: true, previous: old.state };
       const [row] = await tx.unsafe<JobRow[]>(
         `UPDATE jobs SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL,
            error_code = 'CANCELLED', error_message = $3, error_retryable = false
@@ -110,10 +107,7 @@ export class JobRepository {
       const [old] = await tx<{ state: JobStateName }[]>`
         SELECT state FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
       if (!old) return { exists: false };
-      if (old.state !== 'FAILED' && old.state !== 'CANCELLED') {
-        await this.audit(tx, { ...audit, outcome: 'failed', reason: `job is ${old.state}` });
-        return { exists: true, previous: old.state };
-      }
+      if (old.state !== 'FAILED' && old.state !== 'CANCELLED') return { exists: true, previous: old.state };
       const [row] = await tx.unsafe<JobRow[]>(
         `UPDATE jobs SET state = 'QUEUED', max_attempts = attempt + max_attempts, output = NULL, error_code = NULL,
            error_message = NULL, error_retryable = NULL, finished_at = NULL, started_at = NULL, dispatched_at = NULL,

@@ -61,13 +61,7 @@ export class Jobs {
         throw new FailedPreconditionError(`${batch ? `jobs[${i}].` : ''}gang_size: gang scheduling is not enabled on this platform`);
       }
     }
-    try {
-      await this.d.pending.admit(caller.principal.workspaceId, caller.policy?.maxPending ?? 0, valid.length);
-    } catch (err) {
-      this.d.audit.record({ ...this.audit(caller, batch ? 'job.submit_batch' : 'job.submit', ''), outcome: 'denied',
-        resource: `queue/${valid[0]?.queue ?? 'default'}`, reason: (err as Error).message });
-      throw err;
-    }
+    await this.d.pending.admit(caller.principal.workspaceId, caller.policy?.maxPending ?? 0, valid.length);
     return this.d.submitter.submit(valid.map((v) => ({
       ...v,
       id: uuidv7(),
@@ -160,7 +154,7 @@ export class Jobs {
     if (reason.length > 1024) throw InvalidArgumentError.field('reason', 'must be at most 1024 characters');
     const result = await this.d.repo.cancel(caller.principal.workspaceId, id, reason, this.audit(caller, 'job.cancel', id));
     if (!result.exists) throw await this.notFound(caller, id, 'job.cancel');
-    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous} and cannot be cancelled`);
+    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous} and cannot be cancelled`).about(`job/${id}`);
     const row = result.row;
     // Abort a running handler at once; tell the scheduler (slot, pending) and watchers.
     this.d.nc.publish(this.d.topology.subjects.cancel(id), new Uint8Array());
@@ -178,7 +172,7 @@ export class Jobs {
     const id = parseJobId(jobId);
     const result = await this.d.repo.retry(caller.principal.workspaceId, id, this.audit(caller, 'job.retry', id));
     if (!result.exists) throw await this.notFound(caller, id, 'job.retry');
-    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous}; only FAILED or CANCELLED jobs can be retried`);
+    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous}; only FAILED or CANCELLED jobs can be retried`).about(`job/${id}`);
     await this.d.submitter.announceAgain(result.row);
     this.d.hub.notify(id);
     return result.row;

@@ -4,7 +4,7 @@ import {
   activeTraceId, CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer,
   mutatingRpcs, Readiness, startOpsServer, type CallContext,
 } from '@aijob/platform';
-import { AuditWriter, auditDenied, createStore, runMigrations } from '@aijob/store';
+import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
 import { PendingLimits } from './pending-limits.js';
 import { RateLimiter } from './rate-limiter.js';
 import { loadJobConfig } from './config.js';
@@ -67,7 +67,7 @@ async function admit(ctx: CallContext, access: string): Promise<void> {
     throw err;
   }
 }
-const grpc = new GrpcServer({ log, authorize: admit, maxMessageBytes: config.MAX_REQUEST_BYTES });
+const grpc = new GrpcServer({ log, authorize: admit, maxMessageBytes: config.MAX_REQUEST_BYTES, onHandlerError: auditRefused(audit) });
 grpc.add(JobServiceService, jobServiceHandlers(jobs));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
 

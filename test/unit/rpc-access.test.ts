@@ -1,0 +1,51 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { descriptorSetPath } from '@aijob/contracts';
+import { mutatingRpcs, rpcAccess, scopes } from '@aijob/platform';
+
+/** Every `package.Service/Method` in the descriptor set built from proto/aijob. */
+function aijobMethods(): string[] {
+  const out: string[] = [];
+  const set = new BinaryReader(readFileSync(descriptorSetPath));
+  while (set.pos < set.len) {
+    const [f, w] = set.tag();
+    if (f !== 1) { set.skip(w); continue; }
+    const file = new BinaryReader(set.bytes());
+    let pkg = '';
+    const services: Uint8Array[] = [];
+    while (file.pos < file.len) {
+      const [ff, fw] = file.tag();
+      if (ff === 2) pkg = file.string();
+      else if (ff === 6) services.push(file.bytes());
+      else file.skip(fw);
+    }
+    if (!pkg.startsWith('aijob.')) continue;
+    for (const sb of services) {
+      const s = new BinaryReader(sb);
+      let name = '';
+      const methods: string[] = [];
+      while (s.pos < s.len) {
+        const [sf, sw] = s.tag();
+        if (sf === 1) name = s.string();
+        else if (sf === 2) {
+          const m = new BinaryReader(s.bytes());
+          while (m.pos < m.len) { const [mf, mw] = m.tag(); if (mf === 1) methods.push(m.string()); else m.skip(mw); }
+        } else s.skip(sw);
+      }
+      for (const m of methods) out.push(`${pkg}.${name}/${m}`);
+    }
+  }
+  return out;
+}
+
+t.test('the RPC-to-scope table covers every RPC of every service, and only those', async (t) => {
+  const methods = aijobMethods();
+  t.ok(methods.length >= 20, `found ${methods.length} RPCs in the contracts`);
+  for (const m of methods) t.ok(rpcAccess[m], `${m} has an access rule`);
+  for (const m of Object.keys(rpcAccess)) t.ok(methods.includes(m), `${m} in the table is a real RPC`);
+  for (const [m, access] of Object.entries(rpcAccess)) {
+    t.ok(access === 'public' || access === 'internal' || (scopes as readonly string[]).includes(access), `${m}: ${access} is a known scope`);
+  }
+  for (const m of mutatingRpcs) t.ok(methods.includes(m), `mutating ${m} is a real RPC`);
+});
