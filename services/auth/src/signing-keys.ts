@@ -142,8 +142,8 @@ export class SigningKeys {
     const { publicKey, privateKey } = await generateKeyPair(ALG, { extractable: true });
     const kid = `sk_${randomId(16)}`;
     await tx`INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk)
-      VALUES (${kid}, ${ALG}, ${JSON.stringify(await exportJWK(publicKey))}::jsonb,
-        ${JSON.stringify(await exportJWK(privateKey))}::jsonb)`;
+      VALUES (${kid}, ${ALG}, ${JSON.stringify(await exportJWK(publicKey))}::text::jsonb,
+        ${JSON.stringify(await exportJWK(privateKey))}::text::jsonb)`;
     return kid;
   }
 }

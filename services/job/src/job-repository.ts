@@ -94,7 +94,7 @@ export class JobRepository {
            error_code = 'CANCELLED', error_message = $3, error_retryable = false
          WHERE id = $1 AND workspace_id = $2 RETURNING ${jobColumns}`, [id, workspaceId, reason || 'cancelled by request']);
       await tx`INSERT INTO job_events (job_id, attempt, state, source, detail)
-        VALUES (${id}, ${row!.attempt}, 'CANCELLED', 'job', ${JSON.stringify({ reason, by: audit.actor })}::jsonb)`;
+        VALUES (${id}, ${row!.attempt}, 'CANCELLED', 'job', ${JSON.stringify({ reason, by: audit.actor })}::text::jsonb)`;
       await this.audit(tx, audit);
       return { row, previous: old.state, exists: true };
     });
@@ -114,7 +114,7 @@ export class JobRepository {
            next_attempt_at = NULL, worker_id = NULL, progress = NULL, progress_note = NULL, updated_at = now()
          WHERE id = $1 AND workspace_id = $2 RETURNING ${jobColumns}`, [id, workspaceId]);
       await tx`INSERT INTO job_events (job_id, attempt, state, source, detail)
-        VALUES (${id}, ${row!.attempt}, 'QUEUED', 'job', ${JSON.stringify({ retried_by: audit.actor })}::jsonb)`;
+        VALUES (${id}, ${row!.attempt}, 'QUEUED', 'job', ${JSON.stringify({ retried_by: audit.actor })}::text::jsonb)`;
       await this.audit(tx, audit);
       return { row, previous: old.state, exists: true };
     });
