@@ -30,7 +30,12 @@ export const rpcAccess: Record<string, Scope | 'public' | 'internal'> = {
   'aijob.v1.JobService/RetryJob': 'jobs:write',
   'aijob.v1.JobService/ListAuditEvents': 'audit:read',
 
+  'aijob.v1.QueueService/PutQueue': 'queues:admin',
+  'aijob.v1.QueueService/GetQueue': 'jobs:read',
   'aijob.v1.QueueService/ListQueues': 'jobs:read',
+  'aijob.v1.QueueService/PauseQueue': 'queues:admin',
+  'aijob.v1.QueueService/ResumeQueue': 'queues:admin',
+  'aijob.v1.QueueService/ClearQueue': 'queues:admin',
   'aijob.v1.QueueService/GetClusterStats': 'jobs:read',
 
   'aijob.v1.WorkerService/Heartbeat': 'internal',
@@ -48,6 +53,10 @@ export const mutatingRpcs: ReadonlySet<string> = new Set([
   'aijob.v1.JobService/SubmitJobs',
   'aijob.v1.JobService/CancelJob',
   'aijob.v1.JobService/RetryJob',
+  'aijob.v1.QueueService/PutQueue',
+  'aijob.v1.QueueService/PauseQueue',
+  'aijob.v1.QueueService/ResumeQueue',
+  'aijob.v1.QueueService/ClearQueue',
 ]);
 
 /** Whether `granted` scopes satisfy `required`. */

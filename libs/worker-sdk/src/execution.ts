@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { durationToMs, JobState, type DispatchedJob, type JobEvent, type JobUsage } from '@aijob/contracts';
+import { durationToMs, JobEvent, JobState, type DispatchedJob, type JobUsage } from '@aijob/contracts';
 import type { Logger } from '@aijob/platform';
 import { failureOf, type JobFailure } from './errors.js';
 import { AbortReason, type Handler, type JobInfo, type UsageReport } from './types.js';
@@ -111,12 +111,12 @@ export class Execution {
   }
 
   private event(state: JobState, extra: Partial<JobEvent>): JobEvent {
-    return {
+    return JobEvent.fromPartial({
       jobId: this.info.id, attempt: this.info.attempt, state, workerId: this.d.workerId, at: new Date(),
-      hasProgress: false, progress: 0, progressNote: '', usage: state === JobState.JOB_STATE_RUNNING ? [] : this.usage,
-      queue: this.info.queue, workspaceId: this.info.workspaceId, traceparent: this.job.traceparent, source: 'worker',
-      startedAt: this.startedAt, previousState: JobState.JOB_STATE_UNSPECIFIED, dispatchSeq: 0, ...extra,
-    };
+      usage: state === JobState.JOB_STATE_RUNNING ? [] : this.usage, queue: this.info.queue,
+      workspaceId: this.info.workspaceId, traceparent: this.job.traceparent, source: 'worker', startedAt: this.startedAt,
+      gangId: this.job.gangId, gangSize: this.job.gangSize, ...extra,
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
-import { JobEvents, JobState, JobsChanged, type JobEvent } from '@aijob/contracts';
+import { JobEvent, JobEvents, JobState, JobsChanged } from '@aijob/contracts';
 import { consumeBatches, decode, encode, type EventPublisher, type Topology } from '@aijob/bus';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { counter, durationBuckets, histogram, type Logger } from '@aijob/platform';
@@ -71,12 +71,11 @@ export class EventApplier {
     const retries = applied.filter((a) => a.state === 'RETRY_WAIT');
     // Announce retries before acking: if this fails the batch is redelivered (and the
     // reconciler finds RETRY_WAIT jobs whose announcement was lost anyway).
-    await Promise.all(retries.map((a) => this.events.publish({
-      jobId: a.id, attempt: a.attempt, state: JobState.JOB_STATE_RETRY_WAIT, workerId: '', at: new Date(),
-      nextAttemptAt: a.next_attempt_at ?? new Date(), hasProgress: false, progress: 0, progressNote: '', usage: [],
-      queue: a.queue, workspaceId: a.workspace_id, traceparent: a.traceparent, source: 'job',
-      previousState: JobState.JOB_STATE_RUNNING, dispatchSeq: 0,
-    })));
+    await Promise.all(retries.map((a) => this.events.publish(JobEvent.fromPartial({
+      jobId: a.id, attempt: a.attempt, state: JobState.JOB_STATE_RETRY_WAIT, at: new Date(),
+      nextAttemptAt: a.next_attempt_at ?? new Date(), queue: a.queue, workspaceId: a.workspace_id,
+      traceparent: a.traceparent, source: 'job', previousState: JobState.JOB_STATE_RUNNING,
+    }))));
     if (touched.size > 0) this.nc.publish(this.t.subjects.jobsChanged, encode(JobsChanged, { jobIds: [...touched] }));
   }
 

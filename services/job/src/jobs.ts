@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Principal, SubmitJobRequest, WorkspacePolicy } from '@aijob/contracts';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { JobState, jobStateFromJSON } from '@aijob/contracts';
+import { JobEvent, JobState, jobStateFromJSON } from '@aijob/contracts';
 import type { EventPublisher, Topology } from '@aijob/bus';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, traceIdOf } from '@aijob/platform';
 import type { JobStateName } from '@aijob/store';
@@ -158,12 +158,11 @@ export class Jobs {
     const row = result.row;
     // Abort a running handler at once; tell the scheduler (slot, pending) and watchers.
     this.d.nc.publish(this.d.topology.subjects.cancel(id), new Uint8Array());
-    await this.d.events.publish({
-      jobId: id, attempt: row.attempt, state: JobState.JOB_STATE_CANCELLED, workerId: '', at: new Date(),
-      hasProgress: false, progress: 0, progressNote: '', usage: [], queue: row.queue, workspaceId: row.workspace_id,
-      traceparent: caller.traceparent, source: 'job', previousState: jobStateFromJSON(`JOB_STATE_${result.previous}`),
-      dispatchSeq: 0,
-    });
+    await this.d.events.publish(JobEvent.fromPartial({
+      jobId: id, attempt: row.attempt, state: JobState.JOB_STATE_CANCELLED, at: new Date(), queue: row.queue,
+      workspaceId: row.workspace_id, traceparent: caller.traceparent, source: 'job',
+      previousState: jobStateFromJSON(`JOB_STATE_${result.previous}`),
+    }));
     this.d.hub.notify(id);
     return row;
   }

@@ -1,5 +1,5 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { DispatchedJob, JobState, msToDuration } from '@aijob/contracts';
+import { DispatchedJob, JobEvent, JobState, msToDuration } from '@aijob/contracts';
 import { encode, traceHeaders, type EventPublisher, type Topology } from '@aijob/bus';
 import { errorMessage, type Logger } from '@aijob/platform';
 import type { Store } from '@aijob/store';
@@ -66,12 +66,11 @@ export class Dispatcher {
     const out = await Promise.all(rows.map(async (r) => ({
       id: r.id, workspaceId: r.workspace_id, queue: r.queue, attempt: r.attempt, seq: await this.publish(r),
     })));
-    void Promise.all(rows.map((r, i) => this.events.publish({
-      jobId: r.id, attempt: r.attempt, state: JobState.JOB_STATE_DISPATCHED, workerId: '', at: r.dispatched_at,
-      hasProgress: false, progress: 0, progressNote: '', usage: [], queue: r.queue, workspaceId: r.workspace_id,
-      traceparent: r.traceparent, source: 'scheduler', previousState: JobState.JOB_STATE_QUEUED,
-      dispatchSeq: out[i]!.seq,
-    }))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'DISPATCHED events not published'));
+    void Promise.all(rows.map((r, i) => this.events.publish(JobEvent.fromPartial({
+      jobId: r.id, attempt: r.attempt, state: JobState.JOB_STATE_DISPATCHED, at: r.dispatched_at, queue: r.queue,
+      workspaceId: r.workspace_id, traceparent: r.traceparent, source: 'scheduler',
+      previousState: JobState.JOB_STATE_QUEUED, dispatchSeq: out[i]!.seq,
+    })))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'DISPATCHED events not published'));
     return out;
   }
 

@@ -4,13 +4,14 @@ import {
   CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer, Readiness,
   startOpsServer,
 } from '@aijob/platform';
-import { AuditWriter, auditDenied, createStore, runMigrations } from '@aijob/store';
+import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
 import { loadSchedulerConfig } from './config.js';
 import { Controller } from './controller.js';
 import { Dispatcher } from './dispatcher.js';
 import { LeaderElection } from './leader-election.js';
 import { QueueRepository } from './queue-repository.js';
-import { queueServiceHandlers, workerServiceHandlers } from './scheduler-services.js';
+import { queueServiceHandlers } from './queue-service.js';
+import { workerServiceHandlers } from './worker-service.js';
 import { WorkerRegistry } from './worker-registry.js';
 
 const LEASE = 'scheduler';
@@ -50,8 +51,9 @@ const audit = new AuditWriter(store.sql, log);
 const grpc = new GrpcServer({
   log,
   authorize: makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN, onDenied: auditDenied(audit) }),
+  onHandlerError: auditRefused(audit),
 });
-grpc.add(QueueServiceService, queueServiceHandlers({ queues, registry, store, leaseName: LEASE }));
+grpc.add(QueueServiceService, queueServiceHandlers({ queues, registry, store, audit, events, leaseName: LEASE }));
 grpc.add(WorkerServiceService, workerServiceHandlers({ registry, store, intervalMs: config.HEARTBEAT_INTERVAL_MS }));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
 

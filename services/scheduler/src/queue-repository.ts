@@ -35,6 +35,51 @@ export class QueueRepository {
       ON CONFLICT (name) DO NOTHING`;
   }
 
+  async get(name: string): Promise<QueueRow | undefined> {
+    const [row] = await this.store.sql<QueueRow[]>`
+      SELECT name, max_concurrency, rate_limit_per_second, weight, paused, created_at FROM queues WHERE name = ${name}`;
+    return row;
+  }
+
+  /** Creates or changes a queue; unset settings keep their value (or the defaults). */
+  async put(name: string, c: { maxConcurrency?: number; ratePerSecond?: number; weight?: number; paused?: boolean }): Promise<QueueRow> {
+    const d = this.defaultSettings;
+    const [row] = await this.store.sql<QueueRow[]>`
+      INSERT INTO queues (name, max_concurrency, rate_limit_per_second, weight, paused)
+      VALUES (${name}, ${c.maxConcurrency ?? d.maxConcurrency}, ${c.ratePerSecond ?? d.ratePerSecond},
+              ${c.weight ?? d.weight}, ${c.paused ?? false})
+      ON CONFLICT (name) DO UPDATE SET
+        max_concurrency = COALESCE(${c.maxConcurrency ?? null}::int, queues.max_concurrency),
+        rate_limit_per_second = COALESCE(${c.ratePerSecond ?? null}::double precision, queues.rate_limit_per_second),
+        weight = COALESCE(${c.weight ?? null}::int, queues.weight),
+        paused = COALESCE(${c.paused ?? null}::boolean, queues.paused),
+        updated_at = now()
+      RETURNING name, max_concurrency, rate_limit_per_second, weight, paused, created_at`;
+    return row!;
+  }
+
+  /**
+   * Cancels a workspace's waiting jobs of a queue, recording history; returns them so
+   * the caller can announce the cancellations.
+   */
+  async clear(name: string, workspaceId: string, states: string[], reason: string):
+    Promise<{ id: string; attempt: number; state: string; traceparent: string }[]> {
+    return this.store.sql<{ id: string; attempt: number; state: string; traceparent: string }[]>`
+      WITH old AS (
+        SELECT id, state FROM jobs WHERE queue = ${name} AND workspace_id = ${workspaceId}
+          AND state = ANY(${states}::text[]) FOR UPDATE
+      ), upd AS (
+        UPDATE jobs j SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL,
+          error_code = 'CANCELLED', error_message = ${reason}, error_retryable = false
+        FROM old WHERE j.id = old.id
+        RETURNING j.id, j.attempt, old.state, j.traceparent
+      ), hist AS (
+        INSERT INTO job_events (job_id, attempt, state, source, detail)
+        SELECT id, attempt, 'CANCELLED', 'scheduler', json_build_object('reason', ${reason}::text, 'by', 'ClearQueue')::jsonb FROM upd
+      )
+      SELECT * FROM upd`;
+  }
+
   async all(): Promise<QueueRow[]> {
     return this.store.sql<QueueRow[]>`
       SELECT name, max_concurrency, rate_limit_per_second, weight, paused, created_at FROM queues ORDER BY name`;

@@ -1,0 +1,113 @@
+import { JobEvent, JobState, QueueServiceService, type Queue } from '@aijob/contracts';
+import type { EventPublisher } from '@aijob/bus';
+import {
+  activeTraceId, FailedPreconditionError, InvalidArgumentError, NotFoundError, type CallContext, type Implementation,
+} from '@aijob/platform';
+import type { AuditWriter, Store } from '@aijob/store';
+import type { QueueCounts, QueueRepository, QueueRow } from './queue-repository.js';
+import type { WorkerRegistry } from './worker-registry.js';
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+function queueName(name: string): string {
+  if (!NAME.test(name)) throw InvalidArgumentError.field('name', 'must be 1-64 characters of a-z, 0-9, _ and -');
+  return name;
+}
+
+function toQueue(r: QueueRow, c: QueueCounts | undefined, now = Date.now()): Queue {
+  return {
+    name: r.name, maxConcurrency: r.max_concurrency, rateLimitPerSecond: r.rate_limit_per_second, weight: r.weight,
+    paused: r.paused, createdAt: r.created_at,
+    stats: {
+      pending: c?.pending ?? 0, dispatched: c?.dispatched ?? 0, running: c?.running ?? 0, retryWait: c?.retry_wait ?? 0,
+      oldestPendingAgeSeconds: c?.oldest_pending ? Math.max(0, now - c.oldest_pending.getTime()) / 1000 : 0,
+    },
+  };
+}
+
+/** gRPC handlers of aijob.v1.QueueService. Changes are audited and reach the leader through Postgres. */
+export function queueServiceHandlers(d: {
+  queues: QueueRepository;
+  registry: WorkerRegistry;
+  store: Store;
+  audit: AuditWriter;
+  events: EventPublisher;
+  leaseName: string;
+}): Implementation<typeof QueueServiceService> {
+  const audited = async (ctx: CallContext, action: string, resource: string, reason = '') => {
+    await d.audit.write({
+      actor: ctx.principal!.subject, workspaceId: ctx.principal!.workspaceId, action, resource, outcome: 'allowed', reason,
+      traceId: activeTraceId(), requestId: ctx.requestId,
+    });
+  };
+  const withStats = async (row: QueueRow) => toQueue(row, (await d.queues.counts()).get(row.name));
+  const setPaused = async (ctx: CallContext, name: string, paused: boolean) => {
+    const existing = await d.queues.get(queueName(name));
+    if (!existing) throw new NotFoundError('queue', name);
+    const row = await d.queues.put(name, { paused });
+    await audited(ctx, paused ? 'queue.pause' : 'queue.resume', `queue/${name}`);
+    return { queue: await withStats(row) };
+  };
+
+  return {
+    async putQueue(req, ctx) {
+      const name = queueName(req.name);
+      if (req.maxConcurrency !== undefined && (req.maxConcurrency < 1 || req.maxConcurrency > 1_000_000)) {
+        throw InvalidArgumentError.field('max_concurrency', 'must be between 1 and 1000000');
+      }
+      if (req.rateLimitPerSecond !== undefined && (!Number.isFinite(req.rateLimitPerSecond) || req.rateLimitPerSecond < 0)) {
+        throw InvalidArgumentError.field('rate_limit_per_second', 'must be 0 (unlimited) or more');
+      }
+      if (req.weight !== undefined && (req.weight < 1 || req.weight > 1000)) throw InvalidArgumentError.field('weight', 'must be between 1 and 1000');
+      const row = await d.queues.put(name, { maxConcurrency: req.maxConcurrency, ratePerSecond: req.rateLimitPerSecond, weight: req.weight });
+      await audited(ctx, 'queue.put', `queue/${name}`);
+      return { queue: await withStats(row) };
+    },
+    async getQueue(req) {
+      const row = await d.queues.get(queueName(req.name));
+      if (!row) throw new NotFoundError('queue', req.name);
+      return { queue: await withStats(row) };
+    },
+    async listQueues() {
+      const [rows, counts] = await Promise.all([d.queues.all(), d.queues.counts()]);
+      return { queues: rows.map((r) => toQueue(r, counts.get(r.name))) };
+    },
+    pauseQueue: (req, ctx) => setPaused(ctx, req.name, true),
+    resumeQueue: (req, ctx) => setPaused(ctx, req.name, false),
+    async clearQueue(req, ctx) {
+      const name = queueName(req.name);
+      const allowed = [JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RETRY_WAIT];
+      if (req.states.some((s) => !allowed.includes(s))) {
+        throw new FailedPreconditionError('ClearQueue cancels waiting jobs only (JOB_STATE_QUEUED, JOB_STATE_RETRY_WAIT); cancel running jobs one by one');
+      }
+      if (req.reason.length > 1024) throw InvalidArgumentError.field('reason', 'must be at most 1024 characters');
+      const states = (req.states.length ? req.states : allowed).map((s) => JobState[s].replace('JOB_STATE_', ''));
+      const cleared = await d.queues.clear(name, ctx.principal!.workspaceId, states, req.reason || 'queue cleared');
+      await Promise.all(cleared.map((j) => d.events.publish(JobEvent.fromPartial({
+        jobId: j.id, attempt: j.attempt, state: JobState.JOB_STATE_CANCELLED, at: new Date(), queue: name,
+        workspaceId: ctx.principal!.workspaceId, traceparent: j.traceparent, source: 'job',
+        previousState: j.state === 'RETRY_WAIT' ? JobState.JOB_STATE_RETRY_WAIT : JobState.JOB_STATE_QUEUED,
+      }))));
+      await audited(ctx, 'queue.clear', `queue/${name}`, `${cleared.length} jobs cancelled`);
+      return { cancelled: cleared.length };
+    },
+    async getClusterStats() {
+      const [counts, [lease]] = await Promise.all([
+        d.queues.counts(),
+        d.store.sql<{ holder: string }[]>`SELECT holder FROM leases WHERE name = ${d.leaseName} AND expires_at > now()`,
+      ]);
+      const queueDepth: Record<string, number> = {};
+      let totalPending = 0;
+      for (const [q, c] of counts) {
+        queueDepth[q] = c.pending + c.retry_wait;
+        totalPending += c.pending + c.retry_wait;
+      }
+      const alive = d.registry.alive();
+      return {
+        totalPending, queueDepth, liveWorkers: alive.length,
+        totalSlots: alive.reduce((n, w) => n + w.slots, 0), freeSlots: alive.reduce((n, w) => n + w.freeSlots, 0),
+        leader: lease?.holder ?? '',
+      };
+    },
+  };
+}
