@@ -19,7 +19,8 @@ export interface BatchConsumerOptions {
  * the batch in hand.
  */
 export function consumeBatches(
-  consumer: Consumer,
+  /** Opens the consumer; called again (after a pause) whenever consumption breaks off. */
+  open: () => Promise<Consumer>,
   handler: (msgs: JsMsg[]) => Promise<void>,
   o: BatchConsumerOptions,
 ): { stop: () => Promise<void> } {
@@ -51,16 +52,19 @@ export function consumeBatches(
   const loop = async () => {
     while (!stopped) {
       try {
-        messages = await consumer.consume({ max_messages: o.pullAhead });
+        const consumer = await open();
+        // Missing stream or consumer ends the loop, so it is opened (recreated) again.
+        messages = await consumer.consume({ max_messages: o.pullAhead, abort_on_missing_resource: true });
         for await (const m of messages) {
           buffer.push(m);
           kick();
         }
+        if (!stopped) o.log.warn('consumer ended; reopening');
       } catch (err) {
         if (stopped) break;
-        o.log.warn({ err: errorMessage(err) }, 'consumer interrupted; resuming');
-        await new Promise((r) => setTimeout(r, 500));
+        o.log.warn({ err: errorMessage(err) }, 'consumer interrupted; reopening');
       }
+      if (!stopped) await new Promise((r) => setTimeout(r, 500));
     }
   };
   const running = loop();

@@ -110,11 +110,14 @@ export class Worker {
       },
     });
     for (const queue of this.queues) {
-      await ensureDurable(bus.jsm, t.streams.dispatch, t.consumers.dispatch(queue), t.subjects.dispatch(queue), {
-        ackWaitMs: this.ackWaitMs, maxAckPending: 100_000,
-      });
-      const consumer = await bus.js.consumers.get(t.streams.dispatch, t.consumers.dispatch(queue));
-      this.loops.push(this.pull(consumer));
+      const open = async () => {
+        await ensureStreams(bus.jsm, t, { replicas: this.o.replicas ?? 1, maxAgeMs: 3_600_000 });
+        await ensureDurable(bus.jsm, t.streams.dispatch, t.consumers.dispatch(queue), t.subjects.dispatch(queue), {
+          ackWaitMs: this.ackWaitMs, maxAckPending: 100_000,
+        });
+        return bus.js.consumers.get(t.streams.dispatch, t.consumers.dispatch(queue));
+      };
+      this.loops.push(this.pull(await open(), open));
     }
     await this.heartbeat(md);
     this.log.info({ queues: this.queues, concurrency: this.concurrency, types: this.jobTypes }, 'worker started');
@@ -150,7 +153,8 @@ export class Worker {
   }
 
   /** Pulls only as many messages as there are free slots, so no job waits in a worker's buffer. */
-  private async pull(consumer: Consumer): Promise<void> {
+  private async pull(first: Consumer, open: () => Promise<Consumer>): Promise<void> {
+    let consumer: Consumer | undefined = first;
     while (!this.stopping) {
       if (this.free <= 0) {
         await new Promise<void>((resolve) => this.wakeLoops.push(resolve));
@@ -160,6 +164,7 @@ export class Worker {
       this.outstanding += want;
       let got = 0;
       try {
+        consumer ??= await open();
         const batch = await consumer.fetch({ max_messages: want, expires: 2_000 });
         for await (const m of batch) {
           got++;
@@ -169,7 +174,9 @@ export class Worker {
         }
       } catch (err) {
         if (!this.stopping) {
-          this.log.warn({ err: errorMessage(err) }, 'fetch failed; retrying');
+          // The stream or durable may be gone (NATS lost its data): open (recreate) it again.
+          this.log.warn({ err: errorMessage(err) }, 'fetch failed; reopening the consumer');
+          consumer = undefined;
           await new Promise((r) => setTimeout(r, 500));
         }
       } finally {

@@ -46,8 +46,8 @@ export class EventApplier {
     private readonly o: { retryBaseMs: number; retryMaxMs: number },
   ) {}
 
-  start(consumer: Consumer): { stop: () => Promise<void> } {
-    return consumeBatches(consumer, (msgs) => this.handle(msgs), {
+  start(open: () => Promise<Consumer>): { stop: () => Promise<void> } {
+    return consumeBatches(open, (msgs) => this.handle(msgs), {
       maxBatch: 2_000, pullAhead: 4_000, retryDelayMs: 1_000, log: this.log,
     });
   }

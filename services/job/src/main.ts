@@ -23,9 +23,14 @@ if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
 const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-job' });
 const t = topology(config.AIJOB_NAMESPACE);
 const bus = await connectBus({ servers: config.NATS_URL, name: 'aijob-job', log });
-await ensureStreams(bus.jsm, t, { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS });
-await ensureDurable(bus.jsm, t.streams.events, t.consumers.jobState, t.subjects.allEvents,
-  { ackWaitMs: 30_000, maxAckPending: 20_000 });
+/** Streams and this service's durable, created if missing (at start, and again if NATS lost them). */
+async function openEvents() {
+  await ensureStreams(bus.jsm, t, { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS });
+  await ensureDurable(bus.jsm, t.streams.events, t.consumers.jobState, t.subjects.allEvents,
+    { ackWaitMs: 30_000, maxAckPending: 20_000 });
+  return bus.js.consumers.get(t.streams.events, t.consumers.jobState);
+}
+await openEvents();
 
 const auth = new CachedAuthClient(config.AUTH_ADDR, { ttlMs: config.AUTH_CACHE_MS, internalToken: config.INTERNAL_TOKEN });
 const authChanged = bus.nc.subscribe(t.subjects.authChanged, { callback: () => auth.clear() });
@@ -47,7 +52,7 @@ const jobs = new Jobs({
 const applier = new EventApplier(store, bus.nc, events, t, log, {
   retryBaseMs: config.RETRY_BASE_MS, retryMaxMs: config.RETRY_MAX_MS,
 });
-const applying = applier.start(await bus.js.consumers.get(t.streams.events, t.consumers.jobState));
+const applying = applier.start(openEvents);
 
 const denied = auditDenied(audit);
 const authorize = makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN, onDenied: denied });

@@ -1,57 +1,56 @@
-import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import { JobEvents, JobsSubmitted, JobState } from '@aijob/contracts';
-import { consumeBatches, decode, type Bus, type Topology } from '@aijob/bus';
-import { counter, errorMessage, gauge, type Logger } from '@aijob/platform';
+import { consumeBatches, decode, ensureDurable, ensureStreams, type Bus, type StreamOptions, type Topology } from '@aijob/bus';
+import { errorMessage, gauge, type Logger } from '@aijob/platform';
 import type { Store } from '@aijob/store';
+import { Admission } from './admission.js';
 import type { Dispatcher } from './dispatcher.js';
+import { GangAssembly } from './gangs.js';
 import type { Leadership } from './leader-election.js';
 import type { QueueRepository } from './queue-repository.js';
-import { SchedulerState, type QueueState } from './scheduler-state.js';
+import { activeColumns, Reconciler, type ActiveRow, type ReconcilerOptions } from './reconciler.js';
+import { SchedulerState, type PendingJob } from './scheduler-state.js';
+import type { WorkerRegistry } from './worker-registry.js';
 
-const MAX_ROUND = 1_000;
-
-interface ActiveRow {
-  id: string;
-  workspace_id: string;
-  queue: string;
-  priority: number;
-  state: 'QUEUED' | 'DISPATCHED' | 'RUNNING' | 'RETRY_WAIT';
-  attempt: number;
-  created_at: Date;
-  updated_at: Date;
-  run_at: Date | null;
-  next_attempt_at: Date | null;
+export interface ControllerDeps {
+  store: Store;
+  bus: Bus;
+  topology: Topology;
+  streams: StreamOptions;
+  dispatcher: Dispatcher;
+  queues: QueueRepository;
+  registry: WorkerRegistry;
+  events: import('@aijob/bus').EventPublisher;
+  log: Logger;
+  reconcileIntervalMs: number;
+  reconcile: ReconcilerOptions;
 }
 
 /**
  * The scheduler's control loop, run by the elected leader only: rebuilds its view of
  * every non-terminal job from Postgres, learns of new jobs and ended attempts from
- * JetStream, admits jobs per queue (priority, per-workspace fairness, concurrency,
- * rate, delays) and reconciles its view with Postgres on a timer.
+ * JetStream, admits jobs (admission.ts) and heals drift (reconciler.ts). When NATS
+ * loses its streams, the term starts over from Postgres.
  */
 export class Controller {
   readonly state: SchedulerState;
+  private readonly gangs = new GangAssembly();
+  private readonly admission: Admission;
+  private readonly reconciler: Reconciler;
   private leading: { epoch: number; signal: AbortSignal } | undefined;
   private previous: Promise<void> = Promise.resolve();
-  private admitting = false;
-  private again = false;
-  private dueTimer: NodeJS.Timeout | undefined;
-  private readonly metrics = {
-    reconciles: counter('controller_reconcile_total', 'Reconciliation passes run by the leader.'),
-    reconcileErrors: counter('controller_reconcile_errors_total', 'Reconciliation passes that failed.'),
-    admitted: counter('aijob_admitted_total', 'Jobs admitted and dispatched, by queue.', ['queue']),
-  };
+  private streamIds = new Map<string, string>();
 
-  constructor(private readonly d: {
-    store: Store;
-    bus: Bus;
-    topology: Topology;
-    dispatcher: Dispatcher;
-    queues: QueueRepository;
-    log: Logger;
-    reconcileIntervalMs: number;
-  }) {
+  constructor(private readonly d: ControllerDeps) {
     this.state = new SchedulerState(() => d.queues.defaults());
+    this.admission = new Admission({
+      state: this.state, dispatcher: d.dispatcher, registry: d.registry, log: d.log,
+      heartbeatIntervalMs: d.reconcile.heartbeatIntervalMs, epoch: () => this.leading?.epoch,
+    });
+    this.reconciler = new Reconciler({
+      store: d.store, state: this.state, gangs: this.gangs, registry: d.registry, events: d.events, log: d.log,
+      track: (r, now) => this.track(r, now), dispatchBacklog: (q) => this.dispatchBacklog(q), o: d.reconcile,
+    });
     const state = this.state;
     const leading = () => this.leading !== undefined;
     gauge('aijob_queue_depth', 'Jobs waiting for admission (ready or delayed), per queue.', ['queue'], function () {
@@ -82,42 +81,63 @@ export class Controller {
   }
 
   private async lead({ epoch, signal }: Leadership): Promise<void> {
-    if (signal.aborted) return;
     const { topology: t, bus, log } = this.d;
-    const started = Date.now();
-    this.state.clear();
-    await this.d.queues.load(this.state);
-    const rebuilt = await this.rebuild();
-    if (signal.aborted) return;
-    this.leading = { epoch, signal };
-    log.info({ epoch, jobs: rebuilt, ms: Date.now() - started }, 'leading: state rebuilt from Postgres');
+    while (!signal.aborted) {
+      const started = Date.now();
+      this.state.clear();
+      this.gangs.clear();
+      await this.d.queues.load(this.state);
+      this.streamIds = await this.streamIdentities();
+      const rebuilt = await this.rebuild();
+      if (signal.aborted) return;
+      this.leading = { epoch, signal };
+      log.info({ epoch, jobs: rebuilt, ms: Date.now() - started }, 'leading: state rebuilt from Postgres');
 
-    const opts = { maxBatch: 5_000, pullAhead: 10_000, retryDelayMs: 1_000, log };
-    const submitted = consumeBatches(await bus.js.consumers.get(t.streams.jobs, t.consumers.schedulerSubmitted),
-      (m) => this.onSubmitted(m), opts);
-    const events = consumeBatches(await bus.js.consumers.get(t.streams.events, t.consumers.schedulerEvents),
-      (m) => this.onEvents(m), opts);
-    const reconcile = setInterval(() => void this.reconcile(), this.d.reconcileIntervalMs);
-    const settings = setInterval(() => void this.d.queues.load(this.state).then(() => this.kick(), () => undefined), 2_000);
-    this.kick();
+      const opts = { maxBatch: 5_000, pullAhead: 10_000, retryDelayMs: 1_000, log };
+      const submitted = consumeBatches(async () => {
+        await this.ensureConsumers();
+        return bus.js.consumers.get(t.streams.jobs, t.consumers.schedulerSubmitted);
+      }, (m) => this.onSubmitted(m), opts);
+      const events = consumeBatches(async () => {
+        await this.ensureConsumers();
+        return bus.js.consumers.get(t.streams.events, t.consumers.schedulerEvents);
+      }, (m) => this.onEvents(m), opts);
+      const lost = new AbortController();
+      const reconcile = setInterval(() => void this.tick(lost), this.d.reconcileIntervalMs);
+      const settings = setInterval(() => void this.d.queues.load(this.state).then(() => this.admission.kick(), () => undefined), 2_000);
+      this.admission.kick();
 
-    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-    clearInterval(reconcile);
-    clearInterval(settings);
-    if (this.dueTimer) clearTimeout(this.dueTimer);
-    this.leading = undefined;
-    await Promise.all([submitted.stop(), events.stop()]);
-    this.state.clear();
+      await new Promise<void>((resolve) => {
+        signal.addEventListener('abort', () => resolve(), { once: true });
+        lost.signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      clearInterval(reconcile);
+      clearInterval(settings);
+      this.admission.stop();
+      this.leading = undefined;
+      await Promise.all([submitted.stop(), events.stop()]);
+      this.state.clear();
+      if (!lost.signal.aborted) break;
+      log.warn({ epoch }, 'NATS lost its streams: recreating them and rebuilding from Postgres');
+      await this.recoverStreams();
+    }
     log.info({ epoch }, 'stopped leading');
+  }
+
+  private async tick(lost: AbortController): Promise<void> {
+    if (!this.leading) return;
+    if (await this.streamsLost()) { lost.abort(); return; }
+    await this.reconciler.pass();
+    this.admission.kick();
   }
 
   /** Loads every non-terminal job: QUEUED/RETRY_WAIT wait, DISPATCHED/RUNNING hold slots. */
   private async rebuild(): Promise<number> {
     let n = 0;
     const now = Date.now();
-    await this.d.store.sql<ActiveRow[]>`
-      SELECT id, workspace_id, queue, priority, state, attempt, created_at, updated_at, run_at, next_attempt_at
-      FROM jobs WHERE state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')`.cursor(5_000, (rows) => {
+    await this.d.store.sql.unsafe<ActiveRow[]>(
+      `SELECT ${activeColumns} FROM jobs WHERE state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')`,
+    ).cursor(5_000, (rows) => {
       for (const r of rows) this.track(r, now);
       n += rows.length;
     });
@@ -130,7 +150,19 @@ export class Controller {
       return;
     }
     const notBefore = (r.state === 'RETRY_WAIT' ? r.next_attempt_at : r.run_at)?.getTime() ?? 0;
-    this.state.addPending({ id: r.id, workspaceId: r.workspace_id, queue: r.queue, priority: r.priority, notBefore, since: r.created_at.getTime() }, now);
+    this.wait({ id: r.id, workspaceId: r.workspace_id, queue: r.queue, priority: r.priority, notBefore, since: r.created_at.getTime() },
+      r.gang_id, r.gang_size, now);
+  }
+
+  /** A job starts waiting; gang members wait together once all have arrived. */
+  private wait(job: PendingJob, gangId: string | null | undefined, gangSize: number, now: number): void {
+    if (gangId && gangSize > 1) {
+      if (this.state.where.has(job.id)) return;
+      const gang = this.gangs.add(gangId, gangSize, job, now);
+      if (gang) this.state.addPending(gang, now);
+      return;
+    }
+    this.state.addPending(job, now);
   }
 
   private async onSubmitted(msgs: JsMsg[]): Promise<void> {
@@ -144,14 +176,12 @@ export class Controller {
       }
       for (const j of batch.jobs) {
         if (!this.state.queues.has(j.queue)) newQueues.add(j.queue);
-        this.state.addPending({
-          id: j.jobId, workspaceId: j.workspaceId, queue: j.queue, priority: j.priority,
-          notBefore: j.runAt?.getTime() ?? 0, since: j.createdAt?.getTime() ?? now,
-        }, now);
+        this.wait({ id: j.jobId, workspaceId: j.workspaceId, queue: j.queue, priority: j.priority,
+          notBefore: j.runAt?.getTime() ?? 0, since: j.createdAt?.getTime() ?? now }, j.gangId, j.gangSize, now);
       }
     }
     if (newQueues.size > 0) await this.d.queues.ensure([...newQueues]);
-    this.kick();
+    this.admission.kick();
   }
 
   private async onEvents(msgs: JsMsg[]): Promise<void> {
@@ -170,10 +200,8 @@ export class Controller {
             break;
           case JobState.JOB_STATE_RETRY_WAIT:
             this.state.release(e.jobId, e.attempt);
-            this.state.addPending({
-              id: e.jobId, workspaceId: e.workspaceId, queue: e.queue, priority: 0,
-              notBefore: e.nextAttemptAt?.getTime() ?? now, since: now,
-            }, now);
+            this.wait({ id: e.jobId, workspaceId: e.workspaceId, queue: e.queue, priority: 0,
+              notBefore: e.nextAttemptAt?.getTime() ?? now, since: now }, e.gangId, e.gangSize, now);
             break;
           case JobState.JOB_STATE_CANCELLED:
             if (e.source !== 'job') this.state.release(e.jobId, e.attempt);
@@ -184,7 +212,7 @@ export class Controller {
         }
       }
     }
-    this.kick();
+    this.admission.kick();
   }
 
   /** A cancelled job that was not running: forget it, and take back its dispatch message. */
@@ -195,107 +223,55 @@ export class Controller {
     if (seq) await this.d.bus.jsm.streams.deleteMessage(this.d.topology.streams.dispatch, seq, false).catch(() => false);
   }
 
-  /** Asks for an admission round; rounds never overlap. */
-  kick(): void {
-    if (!this.leading) return;
-    if (this.admitting) { this.again = true; return; }
-    this.admitting = true;
-    setImmediate(() => void this.admitLoop());
+  /** The streams and the scheduler's durables, created if missing (idempotent). */
+  async ensureConsumers(): Promise<void> {
+    const { bus, topology: t } = this.d;
+    await ensureStreams(bus.jsm, t, this.d.streams);
+    const durable = { ackWaitMs: 30_000, maxAckPending: 50_000 };
+    await ensureDurable(bus.jsm, t.streams.jobs, t.consumers.schedulerSubmitted, t.subjects.submitted, durable);
+    await ensureDurable(bus.jsm, t.streams.events, t.consumers.schedulerEvents, t.subjects.allEvents, durable);
   }
 
-  private async admitLoop(): Promise<void> {
+  /** Messages waiting or unacked for a queue's workers (undefined when it cannot tell). */
+  private async dispatchBacklog(queue: string): Promise<number | undefined> {
+    const { bus, topology: t } = this.d;
     try {
-      do {
-        this.again = false;
-        await this.admitRound();
-      } while (this.again && this.leading);
-    } catch (err) {
-      this.d.log.error({ err: errorMessage(err) }, 'admission round failed');
-      setTimeout(() => this.kick(), 500);
-    } finally {
-      this.admitting = false;
-    }
-  }
-
-  private async admitRound(): Promise<void> {
-    const lead = this.leading;
-    if (!lead) return;
-    const now = Date.now();
-    const nextDue = this.state.promoteDue(now);
-    this.scheduleDue(nextDue);
-    const picked: { queue: QueueState; ids: string[] }[] = [];
-    for (const q of this.state.queues.values()) {
-      if (q.settings.paused || q.pending === 0) continue;
-      let n = Math.min(q.free, MAX_ROUND);
-      if (q.settings.ratePerSecond > 0) n = Math.min(n, this.takeTokens(q, now, n));
-      if (n <= 0) continue;
-      const jobs = this.state.select(q, n);
-      for (const j of jobs) {
-        this.state.addInflight({ id: j.id, workspaceId: j.workspaceId, queue: q.name, attempt: -1, since: now, dispatchSeq: 0 });
+      const info = await bus.jsm.consumers.info(t.streams.dispatch, t.consumers.dispatch(queue));
+      return info.num_pending + info.num_ack_pending;
+    } catch {
+      try {
+        const s = await bus.jsm.streams.info(t.streams.dispatch, { subjects_filter: t.subjects.dispatch(queue) });
+        return s.state.subjects?.[t.subjects.dispatch(queue)] ?? 0;
+      } catch {
+        return undefined;
       }
-      picked.push({ queue: q, ids: jobs.map((j) => j.id) });
     }
-    const ids = picked.flatMap((p) => p.ids);
-    if (ids.length === 0) return;
-    const dispatched = await this.d.dispatcher.dispatch(ids, lead.epoch);
-    if (this.leading !== lead) return;
-    const done = new Set<string>();
-    for (const d of dispatched) {
-      done.add(d.id);
-      const slot = this.state.queue(d.queue).inflight.get(d.id);
-      if (slot) { slot.attempt = d.attempt; slot.dispatchSeq = d.seq; }
-      this.metrics.admitted.inc({ queue: d.queue });
-    }
-    // Not dispatched: cancelled or otherwise moved on since we learned of it.
-    for (const id of ids) if (!done.has(id)) this.state.release(id);
-    this.again = true;
   }
 
-  private takeTokens(q: QueueState, now: number, want: number): number {
-    const rate = q.settings.ratePerSecond;
-    const burst = Math.max(1, rate);
-    q.tokens = Math.min(burst, q.tokens + ((now - (q.refilledAt || now)) / 1000) * rate);
-    q.refilledAt = now;
-    const n = Math.min(want, Math.floor(q.tokens));
-    q.tokens -= n;
-    if (n < want) this.scheduleDue(now + Math.ceil(((1 - (q.tokens % 1)) / rate) * 1000));
-    return n;
+  private async streamIdentities(): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    for (const name of Object.values(this.d.topology.streams)) {
+      const info = await this.d.bus.jsm.streams.info(name).catch(() => undefined);
+      ids.set(name, info ? info.created : 'missing');
+    }
+    return ids;
   }
 
-  private scheduleDue(at: number | undefined): void {
-    if (at === undefined) return;
-    if (this.dueTimer) clearTimeout(this.dueTimer);
-    this.dueTimer = setTimeout(() => this.kick(), Math.max(0, at - Date.now()) + 1);
+  /** Whether any stream vanished or was recreated (its data is gone) since the term began. */
+  private async streamsLost(): Promise<boolean> {
+    const now = await this.streamIdentities();
+    for (const [name, id] of this.streamIds) if (now.get(name) !== id) return true;
+    return false;
   }
 
   /**
-   * Makes the in-memory view agree with Postgres: frees slots of attempts that ended
-   * without our hearing of it, and picks up RETRY_WAIT jobs whose announcement was lost.
+   * After NATS lost its data: streams and durables again, and every DISPATCHED job
+   * back to QUEUED (its message is gone); the next term rebuilds the rest from Postgres.
    */
-  async reconcile(): Promise<void> {
-    if (!this.leading) return;
-    this.metrics.reconciles.inc();
-    try {
-      const inflight: { id: string; attempt: number }[] = [];
-      for (const q of this.state.queues.values()) {
-        for (const j of q.inflight.values()) if (j.attempt >= 0) inflight.push({ id: j.id, attempt: j.attempt });
-      }
-      if (inflight.length > 0) {
-        const live = await this.d.store.sql<{ id: string; attempt: number }[]>`
-          SELECT id, attempt FROM jobs WHERE id = ANY(${inflight.map((j) => j.id)}::uuid[])
-            AND state IN ('DISPATCHED', 'RUNNING')`;
-        const current = new Set(live.map((r) => `${r.id}:${r.attempt}`));
-        for (const j of inflight) if (!current.has(`${j.id}:${j.attempt}`)) this.state.release(j.id, j.attempt);
-      }
-      const now = Date.now();
-      const waiting = await this.d.store.sql<ActiveRow[]>`
-        SELECT id, workspace_id, queue, priority, state, attempt, created_at, updated_at, run_at, next_attempt_at
-        FROM jobs WHERE state = 'RETRY_WAIT' LIMIT 10000`;
-      for (const r of waiting) this.track(r, now);
-      this.kick();
-    } catch (err) {
-      this.metrics.reconcileErrors.inc();
-      this.d.log.warn({ err: errorMessage(err) }, 'reconcile pass failed');
-    }
+  private async recoverStreams(): Promise<void> {
+    await this.ensureConsumers();
+    const requeued = await this.d.store.sql`UPDATE jobs SET state = 'QUEUED', updated_at = now(), dispatched_at = NULL
+      WHERE state = 'DISPATCHED'`;
+    this.d.log.warn({ requeued: requeued.count }, 'dispatched jobs queued again after stream loss');
   }
 }

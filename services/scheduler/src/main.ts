@@ -1,5 +1,5 @@
 import { QueueServiceService, WorkerServiceService } from '@aijob/contracts';
-import { connectBus, ensureDurable, ensureStreams, EventPublisher, topology } from '@aijob/bus';
+import { connectBus, EventPublisher, topology } from '@aijob/bus';
 import {
   CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer, Readiness,
   startOpsServer,
@@ -23,10 +23,6 @@ if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
 const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-scheduler' });
 const t = topology(config.AIJOB_NAMESPACE);
 const bus = await connectBus({ servers: config.NATS_URL, name: 'aijob-scheduler', log });
-await ensureStreams(bus.jsm, t, { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS });
-const durable = { ackWaitMs: 30_000, maxAckPending: 50_000 };
-await ensureDurable(bus.jsm, t.streams.jobs, t.consumers.schedulerSubmitted, t.subjects.submitted, durable);
-await ensureDurable(bus.jsm, t.streams.events, t.consumers.schedulerEvents, t.subjects.allEvents, durable);
 
 const registry = new WorkerRegistry(bus.nc, {
   bucket: t.buckets.workers, intervalMs: config.HEARTBEAT_INTERVAL_MS, replicas: config.NATS_REPLICAS, log,
@@ -37,12 +33,18 @@ const queues = new QueueRepository(store, {
   maxConcurrency: config.DEFAULT_QUEUE_CONCURRENCY, ratePerSecond: config.DEFAULT_QUEUE_RATE, weight: 1, paused: false,
 });
 const controller = new Controller({
-  store, bus, topology: t, queues, log, reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
+  store, bus, topology: t, queues, registry, events, log, reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
+  streams: { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS },
   dispatcher: new Dispatcher(store, bus.js, events, t, log, { leaseName: LEASE, holder: config.SCHEDULER_ID }),
+  reconcile: {
+    dispatchStuckMs: config.DISPATCH_STUCK_MS, gangPlacementTimeoutMs: config.GANG_PLACEMENT_TIMEOUT_MS,
+    heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
+  },
 });
 const election = new LeaderElection(store, config.SCHEDULER_ID, log, {
   name: LEASE, ttlMs: config.LEADER_LEASE_MS, onElected: (l) => controller.onElected(l),
 });
+await controller.ensureConsumers();
 election.start();
 
 const auth = new CachedAuthClient(config.AUTH_ADDR, { ttlMs: config.AUTH_CACHE_MS, internalToken: config.INTERNAL_TOKEN });

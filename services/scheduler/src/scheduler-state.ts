@@ -10,7 +10,13 @@ export interface PendingJob {
   notBefore: number;
   /** When it started waiting (ms), for the oldest-pending age. */
   since: number;
+  /** A gang: every member's id (this entry stands for all of them; `id` is the first). */
+  members?: string[];
+  gangId?: string;
 }
+
+/** Slots a pending entry needs at once. */
+export const width = (j: PendingJob) => j.members?.length ?? 1;
 
 /** A job admitted and not yet ended: it holds a slot of its queue. */
 export interface InflightJob {
@@ -79,11 +85,12 @@ export class SchedulerState {
 
   /** Adds a job that waits for admission; a job already known is left as it is. */
   addPending(job: PendingJob, now: number): boolean {
-    if (this.where.has(job.id)) return false;
+    const ids = job.members ?? [job.id];
+    if (ids.some((id) => this.where.has(id))) return false;
     const q = this.queue(job.queue);
     if (job.notBefore > now) {
       q.delayed.push(job);
-      this.where.set(job.id, { at: 'delayed', queue: q.name });
+      for (const id of ids) this.where.set(id, { at: 'delayed', queue: q.name });
     } else {
       this.pushReady(q, job);
     }
@@ -120,17 +127,20 @@ export class SchedulerState {
     if (!w) return;
     if (w.at === 'inflight') { this.release(id); return; }
     const q = this.queue(w.queue);
-    if (w.at === 'delayed') q.delayed.removeWhere((j) => j.id === id);
+    const holds = (j: PendingJob) => j.id === id || (j.members?.includes(id) ?? false);
+    let removed: PendingJob | undefined;
+    const capture = (j: PendingJob) => { if (holds(j)) { removed = j; return true; } return false; };
+    if (w.at === 'delayed') q.delayed.removeWhere(capture);
     else {
       for (const [ws, heap] of q.byWorkspace) {
-        if (heap.removeWhere((j) => j.id === id) > 0) {
-          q.pending--;
+        if (heap.removeWhere(capture) > 0) {
+          q.pending -= width(removed!);
           if (heap.size === 0) q.byWorkspace.delete(ws);
           break;
         }
       }
     }
-    this.where.delete(id);
+    for (const m of removed?.members ?? [id]) this.where.delete(m);
   }
 
   /** Moves delayed jobs whose time has come to pending; returns the next due time. */
@@ -150,12 +160,15 @@ export class SchedulerState {
    * (so a huge backlog cannot starve a small one, and splitting a backlog over queues
    * buys nothing); within a workspace, the oldest. The picked jobs leave pending.
    */
-  select(q: QueueState, n: number): PendingJob[] {
+  select(q: QueueState, n: number, fits: (gangWidth: number) => boolean = () => true): PendingJob[] {
     const picked: PendingJob[] = [];
     const extra = new Map<string, number>();
-    while (picked.length < n) {
+    const blocked = new Set<string>();
+    let slots = n;
+    while (slots > 0) {
       let best: { ws: string; head: PendingJob; load: number } | undefined;
       for (const [ws, heap] of q.byWorkspace) {
+        if (blocked.has(ws)) continue;
         const head = heap.peek()!;
         const load = ((this.workspaceInflight.get(ws) ?? 0) + (extra.get(ws) ?? 0)) / Math.max(1, this.workspaceWeight(ws));
         if (!best || head.priority > best.head.priority ||
@@ -164,12 +177,16 @@ export class SchedulerState {
         }
       }
       if (!best) break;
+      const w = width(best.head);
+      // A gang starts only when all its members can: all or nothing, never partial.
+      if (w > slots || (best.head.members && !fits(w))) { blocked.add(best.ws); continue; }
       const heap = q.byWorkspace.get(best.ws)!;
       picked.push(heap.pop()!);
       if (heap.size === 0) q.byWorkspace.delete(best.ws);
-      q.pending--;
-      this.where.delete(best.head.id);
-      extra.set(best.ws, (extra.get(best.ws) ?? 0) + 1);
+      q.pending -= w;
+      slots -= w;
+      for (const id of best.head.members ?? [best.head.id]) this.where.delete(id);
+      extra.set(best.ws, (extra.get(best.ws) ?? 0) + w);
     }
     return picked;
   }
@@ -177,13 +194,17 @@ export class SchedulerState {
   /** Jobs waiting (ready or delayed) in each queue. */
   depth(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const q of this.queues.values()) out.set(q.name, q.pending + q.delayed.size);
+    for (const q of this.queues.values()) {
+      let delayed = 0;
+      for (const j of q.delayed.toArray()) delayed += width(j);
+      out.set(q.name, q.pending + delayed);
+    }
     return out;
   }
 
   get totalPending(): number {
     let n = 0;
-    for (const q of this.queues.values()) n += q.pending + q.delayed.size;
+    for (const d of this.depth().values()) n += d;
     return n;
   }
 
@@ -197,7 +218,7 @@ export class SchedulerState {
     let heap = q.byWorkspace.get(job.workspaceId);
     if (!heap) q.byWorkspace.set(job.workspaceId, (heap = new Heap(byPriority)));
     heap.push(job);
-    q.pending++;
-    this.where.set(job.id, { at: 'pending', queue: q.name });
+    q.pending += width(job);
+    for (const id of job.members ?? [job.id]) this.where.set(id, { at: 'pending', queue: q.name });
   }
 }

@@ -29,20 +29,35 @@ export class WorkerRegistry {
   }
 
   async start(): Promise<void> {
+    await this.open();
+    this.watching = this.watch();
+  }
+
+  private async open(): Promise<void> {
     this.kv = await new Kvm(this.nc).create(this.o.bucket, {
       history: 1, ttl: this.o.intervalMs * 10, replicas: this.o.replicas,
     });
-    this.watching = this.watch();
   }
 
   async record(hb: HeartbeatRequest): Promise<void> {
     const info: WorkerInfo = { ...hb, seenAt: Date.now() };
     this.workers.set(hb.workerId, info);
-    await this.kv!.put(keyOf(hb.workerId), HeartbeatRequest.encode(hb).finish());
+    try {
+      await this.kv!.put(keyOf(hb.workerId), HeartbeatRequest.encode(hb).finish());
+    } catch (err) {
+      // The bucket may have been lost with NATS' data: create it again, once.
+      this.o.log.warn({ err: errorMessage(err) }, 'worker registry write failed; recreating the bucket');
+      await this.open();
+      await this.kv!.put(keyOf(hb.workerId), HeartbeatRequest.encode(hb).finish());
+    }
   }
 
   alive(now = Date.now()): WorkerInfo[] {
     return [...this.workers.values()].filter((w) => now - w.seenAt <= this.o.intervalMs * 3);
+  }
+
+  get(workerId: string): WorkerInfo | undefined {
+    return this.workers.get(workerId);
   }
 
   isAlive(workerId: string, now = Date.now()): boolean {
