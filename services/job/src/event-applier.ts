@@ -5,20 +5,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { counter, durationBuckets, histogram, type Logger } from '@aijob/platform';
 import type { JobStateName, Store } from '@aijob/store';
 import { backoffMs, foldEvents, type JobUpdate } from './event-fold.js';
+import { propagateGangFailures, type GangChange } from './gang-propagation.js';
 
-interface Applied {
-  id: string;
-  old_state: JobStateName;
-  state: JobStateName;
-  attempt: number;
-  queue: string;
-  workspace_id: string;
-  type: string;
-  next_attempt_at: Date | null;
-  started_at: Date | null;
-  finished_at: Date | null;
-  traceparent: string;
-}
+type Applied = GangChange;
 
 const rank: Record<string, number> = { QUEUED: 0, DISPATCHED: 1, RUNNING: 2 };
 
@@ -69,12 +58,20 @@ export class EventApplier {
     const applied = updates.length > 0 ? await this.write(updates) : [];
     this.observe(applied);
     const retries = applied.filter((a) => a.state === 'RETRY_WAIT');
+    // Gang siblings pulled out of a running attempt: abort their handlers.
+    for (const a of applied) {
+      if (a.gang_id && (a.old_state === 'RUNNING' || a.old_state === 'DISPATCHED') && !touched.has(a.id)) {
+        this.nc.publish(this.t.subjects.cancel(a.id), new Uint8Array());
+      }
+      touched.add(a.id);
+    }
     // Announce retries before acking: if this fails the batch is redelivered (and the
     // reconciler finds RETRY_WAIT jobs whose announcement was lost anyway).
     await Promise.all(retries.map((a) => this.events.publish(JobEvent.fromPartial({
       jobId: a.id, attempt: a.attempt, state: JobState.JOB_STATE_RETRY_WAIT, at: new Date(),
       nextAttemptAt: a.next_attempt_at ?? new Date(), queue: a.queue, workspaceId: a.workspace_id,
       traceparent: a.traceparent, source: 'job', previousState: JobState.JOB_STATE_RUNNING,
+      gangId: a.gang_id ?? '', gangSize: a.gang_size,
     }))));
     if (touched.size > 0) this.nc.publish(this.t.subjects.jobsChanged, encode(JobsChanged, { jobIds: [...touched] }));
   }
@@ -118,7 +115,7 @@ export class EventApplier {
         WHERE j.id = e.job_id AND j.attempt = e.attempt AND j.state IN ('DISPATCHED', 'RUNNING')
           AND (e.state <> 'RUNNING' OR j.state = 'DISPATCHED' OR e.progress IS NOT NULL)
         RETURNING j.id, e.old_state, j.state, j.attempt, j.queue, j.workspace_id, j.type, j.next_attempt_at,
-                  j.started_at, j.finished_at, j.traceparent`;
+                  j.started_at, j.finished_at, j.traceparent, j.gang_id, j.gang_size`;
       const history = historyRows(updates, applied);
       if (history.length > 0) {
         await tx`INSERT INTO job_events (job_id, attempt, state, source, worker_id, detail, at)
@@ -126,7 +123,8 @@ export class EventApplier {
           FROM json_to_recordset(${JSON.stringify(history)}::text::json) AS h(
             job_id uuid, attempt int, state text, worker_id text, detail jsonb, at timestamptz)`;
       }
-      return applied;
+      const siblings = await propagateGangFailures(tx, applied);
+      return [...applied, ...siblings];
     });
   }
 

@@ -79,44 +79,65 @@ export class JobRepository {
   }
 
   /**
-   * Cancels a job that has not finished. Returns the updated row and the state it left,
-   * or undefined when the job is missing (`exists: false`) or already finished.
+   * Cancels a job that has not finished, and with it every unfinished member of its
+   * gang. Returns the job's row first, each with the state it left; nothing when the
+   * job is missing (`exists: false`) or already finished (`previous` says how).
    */
   async cancel(workspaceId: string, id: string, reason: string, audit: AuditEntry):
-    Promise<{ row?: JobRow; previous?: JobStateName; exists: boolean }> {
+    Promise<{ rows: (JobRow & { previous_state: JobStateName })[]; previous?: JobStateName; exists: boolean }> {
     return this.store.sql.begin(async (tx) => {
-      const [old] = await tx<{ state: JobStateName }[]>`
-        SELECT state FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
-      if (!old) return { exists: false };
-      if (old.state === 'SUCCEEDED' || old.state === 'FAILED' || old.state === 'CANCELLED') return { exists: true, previous: old.state };
-      const [row] = await tx.unsafe<JobRow[]>(
-        `UPDATE jobs SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL,
+      const [old] = await tx<{ state: JobStateName; gang_id: string | null }[]>`
+        SELECT state, gang_id FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
+      if (!old) return { rows: [], exists: false };
+      if (old.state === 'SUCCEEDED' || old.state === 'FAILED' || old.state === 'CANCELLED') {
+        return { rows: [], exists: true, previous: old.state };
+      }
+      const rows = await tx.unsafe<(JobRow & { previous_state: JobStateName })[]>(
+        `WITH old AS (
+           SELECT id, state FROM jobs WHERE workspace_id = $2
+             AND (id = $1 OR (gang_id = $4 AND $4 IS NOT NULL))
+             AND state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT') FOR UPDATE
+         )
+         UPDATE jobs j SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL,
            error_code = 'CANCELLED', error_message = $3, error_retryable = false
-         WHERE id = $1 AND workspace_id = $2 RETURNING ${jobColumns}`, [id, workspaceId, reason || 'cancelled by request']);
+         FROM old WHERE j.id = old.id
+         RETURNING ${jobColumns.split(',').map((c) => `j.${c.trim()}`).join(', ')}, old.state AS previous_state`,
+        [id, workspaceId, reason || 'cancelled by request', old.gang_id]);
       await tx`INSERT INTO job_events (job_id, attempt, state, source, detail)
-        VALUES (${id}, ${row!.attempt}, 'CANCELLED', 'job', ${JSON.stringify({ reason, by: audit.actor })}::text::jsonb)`;
+        SELECT id, attempt, 'CANCELLED', 'job', ${JSON.stringify({ reason, by: audit.actor })}::text::jsonb
+        FROM json_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.id, attempt: r.attempt })))}::text::json)
+          AS r(id uuid, attempt int)`;
       await this.audit(tx, audit);
-      return { row, previous: old.state, exists: true };
+      rows.sort((a, b) => (a.id === id ? -1 : b.id === id ? 1 : 0));
+      return { rows, previous: old.state, exists: true };
     });
   }
 
-  /** Reopens a FAILED or CANCELLED job with a fresh set of attempts. */
+  /**
+   * Reopens a FAILED or CANCELLED job with a fresh set of attempts — and, for a gang,
+   * every member, so the gang runs again as a whole. The job's row comes first.
+   */
   async retry(workspaceId: string, id: string, audit: AuditEntry):
-    Promise<{ row?: JobRow; previous?: JobStateName; exists: boolean }> {
+    Promise<{ rows: JobRow[]; previous?: JobStateName; exists: boolean }> {
     return this.store.sql.begin(async (tx) => {
-      const [old] = await tx<{ state: JobStateName }[]>`
-        SELECT state FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
-      if (!old) return { exists: false };
-      if (old.state !== 'FAILED' && old.state !== 'CANCELLED') return { exists: true, previous: old.state };
-      const [row] = await tx.unsafe<JobRow[]>(
+      const [old] = await tx<{ state: JobStateName; gang_id: string | null }[]>`
+        SELECT state, gang_id FROM jobs WHERE id = ${id} AND workspace_id = ${workspaceId} FOR UPDATE`;
+      if (!old) return { rows: [], exists: false };
+      if (old.state !== 'FAILED' && old.state !== 'CANCELLED') return { rows: [], exists: true, previous: old.state };
+      const rows = await tx.unsafe<JobRow[]>(
         `UPDATE jobs SET state = 'QUEUED', max_attempts = attempt + max_attempts, output = NULL, error_code = NULL,
            error_message = NULL, error_retryable = NULL, finished_at = NULL, started_at = NULL, dispatched_at = NULL,
            next_attempt_at = NULL, worker_id = NULL, progress = NULL, progress_note = NULL, updated_at = now()
-         WHERE id = $1 AND workspace_id = $2 RETURNING ${jobColumns}`, [id, workspaceId]);
+         WHERE workspace_id = $2 AND (id = $1 OR (gang_id = $3 AND $3 IS NOT NULL))
+           AND state IN ('FAILED', 'CANCELLED', 'SUCCEEDED') AND (id = $1 OR gang_id IS NOT NULL)
+         RETURNING ${jobColumns}`, [id, workspaceId, old.gang_id]);
       await tx`INSERT INTO job_events (job_id, attempt, state, source, detail)
-        VALUES (${id}, ${row!.attempt}, 'QUEUED', 'job', ${JSON.stringify({ retried_by: audit.actor })}::text::jsonb)`;
+        SELECT id, attempt, 'QUEUED', 'job', ${JSON.stringify({ retried_by: audit.actor })}::text::jsonb
+        FROM json_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.id, attempt: r.attempt })))}::text::json)
+          AS r(id uuid, attempt int)`;
       await this.audit(tx, audit);
-      return { row, previous: old.state, exists: true };
+      rows.sort((a, b) => (a.id === id ? -1 : b.id === id ? 1 : 0));
+      return { rows, previous: old.state, exists: true };
     });
   }
 

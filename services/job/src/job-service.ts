@@ -20,11 +20,11 @@ export function jobServiceHandlers(jobs: Jobs): Implementation<typeof JobService
   return {
     async submitJob(req, ctx) {
       const [outcome] = await jobs.submit(callerOf(ctx), [req], false);
-      return { job: toJob(outcome!.row), deduplicated: outcome!.deduplicated };
+      return { job: toJob(outcome!.row), deduplicated: outcome!.deduplicated, gangMembers: outcome!.gangMembers.map(toJob) };
     },
     async submitJobs(req, ctx) {
       const outcomes = await jobs.submit(callerOf(ctx), req.jobs, true);
-      return { results: outcomes.map((o) => ({ job: toJob(o.row), deduplicated: o.deduplicated })) };
+      return { results: outcomes.map((o) => ({ job: toJob(o.row), deduplicated: o.deduplicated, gangMembers: o.gangMembers.map(toJob) })) };
     },
     async getJob(req, ctx) {
       return { job: toJob(await jobs.get(callerOf(ctx), req.jobId)) };

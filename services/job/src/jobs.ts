@@ -7,8 +7,8 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError, traceIdOf
 import type { JobStateName } from '@aijob/store';
 import { isTerminal, type JobRow } from './job-record.js';
 import type { AuditQuery, AuditRow, JobRepository } from './job-repository.js';
-import type { Submitter, SubmitOutcome } from './submitter.js';
-import { parseJobId, validateSubmission, type SubmissionLimits } from './validation.js';
+import type { NewJob, Submitter, SubmitOutcome } from './submitter.js';
+import { parseJobId, validateSubmission, type SubmissionLimits, type ValidSubmission } from './validation.js';
 import type { WatchHub } from './watch-hub.js';
 import type { PendingLimits } from './pending-limits.js';
 import type { AuditWriter } from '@aijob/store';
@@ -39,7 +39,7 @@ export class Jobs {
     audit: AuditWriter;
   }) {}
 
-  async submit(caller: Caller, requests: SubmitJobRequest[], batch: boolean): Promise<SubmitOutcome[]> {
+  async submit(caller: Caller, requests: SubmitJobRequest[], batch: boolean): Promise<(SubmitOutcome & { gangMembers: JobRow[] })[]> {
     if (batch && (requests.length === 0 || requests.length > MAX_BATCH)) {
       throw InvalidArgumentError.field('jobs', `must hold 1 to ${MAX_BATCH} jobs`);
     }
@@ -56,20 +56,31 @@ export class Jobs {
       }
     }
     if (violations.length > 0) throw new InvalidArgumentError(violations);
-    for (const [i, v] of valid.entries()) {
-      if (v.gangSize > 1) {
-        throw new FailedPreconditionError(`${batch ? `jobs[${i}].` : ''}gang_size: gang scheduling is not enabled on this platform`);
-      }
-    }
-    await this.d.pending.admit(caller.principal.workspaceId, caller.policy?.maxPending ?? 0, valid.length);
-    return this.d.submitter.submit(valid.map((v) => ({
-      ...v,
-      id: uuidv7(),
-      workspaceId: caller.principal.workspaceId,
-      createdBy: caller.principal.subject,
-      traceparent: caller.traceparent,
-      requestId: caller.requestId,
-    })));
+    await this.d.pending.admit(caller.principal.workspaceId, caller.policy?.maxPending ?? 0,
+      valid.reduce((n, v) => n + Math.max(1, v.gangSize), 0));
+    const entries = valid.map((v) => this.expand(caller, v));
+    const outcomes = await this.d.submitter.submit(entries.flat());
+    let next = 0;
+    return entries.map((members) => {
+      const mine = outcomes.slice(next, next + members.length);
+      next += members.length;
+      return { ...mine[0]!, gangMembers: members.length > 1 ? mine.map((o) => o.row) : [] };
+    });
+  }
+
+  /** A submission's jobs: one, or a gang's N members sharing a gang id. */
+  private expand(caller: Caller, v: ValidSubmission): NewJob[] {
+    const base = {
+      ...v, workspaceId: caller.principal.workspaceId, createdBy: caller.principal.subject,
+      traceparent: caller.traceparent, requestId: caller.requestId,
+    };
+    if (v.gangSize <= 1) return [{ ...base, id: uuidv7(), gangId: null }];
+    const gangId = uuidv7();
+    return Array.from({ length: v.gangSize }, (_, rank) => ({
+      ...base, id: uuidv7(), gangId, labels: { ...v.labels, 'aijob.gang_rank': String(rank) },
+      // Every member carries a key so a repeated gang submit deduplicates as a whole.
+      idempotencyKey: v.idempotencyKey === null ? null : rank === 0 ? v.idempotencyKey : `${v.idempotencyKey}#${rank}`,
+    }));
   }
 
   async get(caller: Caller, jobId: string): Promise<JobRow> {
@@ -154,27 +165,30 @@ export class Jobs {
     if (reason.length > 1024) throw InvalidArgumentError.field('reason', 'must be at most 1024 characters');
     const result = await this.d.repo.cancel(caller.principal.workspaceId, id, reason, this.audit(caller, 'job.cancel', id));
     if (!result.exists) throw await this.notFound(caller, id, 'job.cancel');
-    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous} and cannot be cancelled`).about(`job/${id}`);
-    const row = result.row;
-    // Abort a running handler at once; tell the scheduler (slot, pending) and watchers.
-    this.d.nc.publish(this.d.topology.subjects.cancel(id), new Uint8Array());
-    await this.d.events.publish(JobEvent.fromPartial({
-      jobId: id, attempt: row.attempt, state: JobState.JOB_STATE_CANCELLED, at: new Date(), queue: row.queue,
+    if (result.rows.length === 0) throw new FailedPreconditionError(`job ${id} is ${result.previous} and cannot be cancelled`).about(`job/${id}`);
+    // Abort running handlers at once; tell the scheduler (slots, pending) and watchers.
+    for (const row of result.rows) {
+      this.d.nc.publish(this.d.topology.subjects.cancel(row.id), new Uint8Array());
+      this.d.hub.notify(row.id);
+    }
+    await Promise.all(result.rows.map((row) => this.d.events.publish(JobEvent.fromPartial({
+      jobId: row.id, attempt: row.attempt, state: JobState.JOB_STATE_CANCELLED, at: new Date(), queue: row.queue,
       workspaceId: row.workspace_id, traceparent: caller.traceparent, source: 'job',
-      previousState: jobStateFromJSON(`JOB_STATE_${result.previous}`),
-    }));
-    this.d.hub.notify(id);
-    return row;
+      previousState: jobStateFromJSON(`JOB_STATE_${row.previous_state}`), gangId: row.gang_id ?? '', gangSize: row.gang_size,
+    }))));
+    return result.rows[0]!;
   }
 
   async retry(caller: Caller, jobId: string): Promise<JobRow> {
     const id = parseJobId(jobId);
     const result = await this.d.repo.retry(caller.principal.workspaceId, id, this.audit(caller, 'job.retry', id));
     if (!result.exists) throw await this.notFound(caller, id, 'job.retry');
-    if (!result.row) throw new FailedPreconditionError(`job ${id} is ${result.previous}; only FAILED or CANCELLED jobs can be retried`).about(`job/${id}`);
-    await this.d.submitter.announceAgain(result.row);
-    this.d.hub.notify(id);
-    return result.row;
+    if (result.rows.length === 0) {
+      throw new FailedPreconditionError(`job ${id} is ${result.previous}; only FAILED or CANCELLED jobs can be retried`).about(`job/${id}`);
+    }
+    await this.d.submitter.announceAgain(result.rows);
+    for (const row of result.rows) this.d.hub.notify(row.id);
+    return result.rows[0]!;
   }
 
   private audit(caller: Caller, action: string, id: string) {

@@ -9,6 +9,8 @@ import type { ValidSubmission } from './validation.js';
 /** A validated submission with its identity: ready to be stored. */
 export interface NewJob extends ValidSubmission {
   id: string;
+  /** Set on the members of a gang. */
+  gangId: string | null;
   workspaceId: string;
   createdBy: string;
   traceparent: string;
@@ -20,6 +22,7 @@ export interface SubmitOutcome {
   deduplicated: boolean;
 }
 
+const ANNOUNCE_CHUNK = 2_000;
 const submitted = () => counter('aijob_submitted_total', 'Jobs accepted and stored.', ['queue', 'type']);
 const publishFailures = () => counter('aijob_submit_publish_failures_total', 'Submitted-job announcements that had to be retried.');
 
@@ -50,13 +53,14 @@ export class Submitter {
     return this.batcher.add(jobs);
   }
 
-  /** Announces a reopened job (RetryJob) to the scheduler again. */
-  async announceAgain(row: JobRow): Promise<void> {
-    await this.announce([{
+  /** Announces reopened jobs (RetryJob) to the scheduler again. */
+  async announceAgain(rows: JobRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.announce(rows.map((row) => ({
       jobId: row.id, workspaceId: row.workspace_id, queue: row.queue, type: row.type, priority: row.priority,
       createdAt: row.created_at, runAt: row.run_at ?? undefined, gangSize: row.gang_size, gangId: row.gang_id ?? '',
       traceparent: row.traceparent,
-    }], `${row.id}:reopened:${row.updated_at.getTime()}`);
+    })), `${rows[0]!.id}:reopened:${rows[0]!.updated_at.getTime()}`);
   }
 
   async close(): Promise<void> {
@@ -75,7 +79,7 @@ export class Submitter {
     for (const j of fresh) this.metrics.submitted.inc({ queue: j.queue, type: j.type });
     await this.announce(fresh.map((j) => ({
       jobId: j.id, workspaceId: j.workspaceId, queue: j.queue, type: j.type, priority: j.priority,
-      createdAt: created.get(j.id)!, runAt: j.runAt ?? undefined, gangSize: j.gangSize, gangId: '',
+      createdAt: created.get(j.id)!, runAt: j.runAt ?? undefined, gangSize: j.gangSize, gangId: j.gangId ?? '',
       traceparent: j.traceparent,
     })));
 
@@ -93,19 +97,19 @@ export class Submitter {
       id: j.id, workspace_id: j.workspaceId, queue: j.queue, type: j.type, priority: j.priority,
       max_attempts: j.maxAttempts, timeout_ms: j.timeoutMs, input: j.input, labels: j.labels,
       idempotency_key: j.idempotencyKey, run_at: j.runAt, created_by: j.createdBy, traceparent: j.traceparent,
-      request_id: j.requestId,
+      request_id: j.requestId, gang_id: j.gangId, gang_size: j.gangSize,
     }));
     return this.store.sql<{ id: string; created_at: Date }[]>`
       WITH u AS (
         SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(
           id uuid, workspace_id text, queue text, type text, priority int, max_attempts int, timeout_ms int,
           input jsonb, labels jsonb, idempotency_key text, run_at timestamptz, created_by text, traceparent text,
-          request_id text)
+          request_id text, gang_id uuid, gang_size int)
       ), ins AS (
         INSERT INTO jobs (id, workspace_id, queue, type, state, priority, max_attempts, timeout_ms, input,
-                          labels, idempotency_key, run_at, created_by, traceparent)
+                          labels, idempotency_key, run_at, created_by, traceparent, gang_id, gang_size)
         SELECT id, workspace_id, queue, type, 'QUEUED', priority, max_attempts, timeout_ms, input,
-               labels, idempotency_key, run_at, created_by, traceparent
+               labels, idempotency_key, run_at, created_by, traceparent, gang_id, gang_size
         FROM u
         ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, created_at
@@ -152,6 +156,11 @@ export class Submitter {
 
   private async announce(jobs: SubmittedJob[], msgID?: string): Promise<void> {
     if (jobs.length === 0) return;
+    if (jobs.length > ANNOUNCE_CHUNK) {
+      // Keep each message well under NATS' payload limit.
+      for (let i = 0; i < jobs.length; i += ANNOUNCE_CHUNK) await this.announce(jobs.slice(i, i + ANNOUNCE_CHUNK));
+      return;
+    }
     try {
       await this.js.publish(this.t.subjects.submitted, encode(JobsSubmitted, { jobs }), {
         msgID: msgID ?? (jobs.length === 1 ? jobs[0]!.jobId : `${jobs[0]!.jobId}+${jobs.length}`),
@@ -177,7 +186,7 @@ function rowOf(j: NewJob, createdAt: Date): JobRow {
     id: j.id, workspace_id: j.workspaceId, queue: j.queue, type: j.type, state: 'QUEUED', priority: j.priority,
     attempt: 0, max_attempts: j.maxAttempts, timeout_ms: j.timeoutMs, input: j.input,
     output: null, error_code: null, error_message: null, error_retryable: null, labels: j.labels,
-    idempotency_key: j.idempotencyKey, run_at: j.runAt, next_attempt_at: null, gang_id: null, gang_size: j.gangSize,
+    idempotency_key: j.idempotencyKey, run_at: j.runAt, next_attempt_at: null, gang_id: j.gangId, gang_size: j.gangSize,
     worker_id: null, progress: null, progress_note: null, created_by: j.createdBy, traceparent: j.traceparent,
     created_at: createdAt, updated_at: createdAt, dispatched_at: null, started_at: null, finished_at: null,
   };

@@ -14,8 +14,16 @@ export const sleep: Handler = async (job, ctx) => {
   return { slept_ms: ms };
 };
 
-/** `fail`: fails with `{"code": "...", "retryable": bool, "message": "..."}` (for diagnostics and tests). */
-export const fail: Handler = async (job) => {
+/**
+ * `fail`: fails with `{"code": "...", "retryable": bool, "message": "..."}` (for
+ * diagnostics and tests). With `"only_rank": N` only gang member N fails (the others
+ * succeed), and with `"attempts": N` only the first N attempts fail.
+ */
+export const fail: Handler = async (job, ctx) => {
+  const onlyRank = job.input['only_rank'];
+  if (onlyRank !== undefined && String(onlyRank) !== job.labels['aijob.gang_rank']) return { passed: true };
+  const attempts = job.input['attempts'];
+  if (typeof attempts === 'number' && ctx.attempt > attempts) return { passed: true, attempt: ctx.attempt };
   const code = typeof job.input['code'] === 'string' && job.input['code'] ? job.input['code'] : 'REQUESTED_FAILURE';
   const message = typeof job.input['message'] === 'string' ? job.input['message'] : 'failed on request';
   if (job.input['retryable'] === true) throw new RetryableError(code, message);
