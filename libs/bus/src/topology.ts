@@ -24,6 +24,8 @@ export function topology(ns: string) {
       jobsChanged: `${ns}.notify.jobs`,
       /** Core NATS: credentials revoked or keys retired; drop auth caches. */
       authChanged: `${ns}.notify.auth`,
+      /** Core NATS: queue settings changed; the leader reloads them. */
+      queuesChanged: `${ns}.notify.queues`,
     },
     consumers: {
       /** Job service: applies events to the job record (shared by replicas). */

@@ -1,10 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   AuthServiceClient, JobServiceClient, JobState, QueueServiceClient, SubmitJobRequest, msToDuration,
-  type CancelJobResponse, type GetClusterStatsResponse, type GetJobResponse, type Job, type ListJobsResponse,
-  type ListQueuesResponse, type Queue, type RetryJobResponse, type SubmitJobResponse, type SubmitJobsResponse,
+  type CancelJobResponse, type GetJobResponse, type Job, type ListJobsResponse,
+  type RetryJobResponse, type SubmitJobResponse, type SubmitJobsResponse,
 } from '@aijob/contracts';
 import { AdminApi } from './admin.js';
+import { QueuesApi } from './queues.js';
 import { toApiError, UnavailableError } from './errors.js';
 
 export interface AijobClientOptions {
@@ -59,6 +60,9 @@ export interface ListOptions {
   limit?: number;
 }
 
+/** A submitted job: `deduplicated` when its idempotency key matched; a gang's members in rank order. */
+export type Submitted = Job & { deduplicated: boolean; gangMembers: Job[] };
+
 const terminal = new Set([JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED]);
 
 /** Whether a job is finished (SUCCEEDED, FAILED or CANCELLED). */
@@ -89,6 +93,8 @@ export class AijobClient {
   private readonly auth: AuthServiceClient | undefined;
   /** Workspaces, keys, signing keys, audit log. */
   readonly admin: AdminApi;
+  /** Queues and cluster statistics. */
+  readonly queues: QueuesApi;
   private token: { value: string; refreshAt: number } | undefined;
   private tokenPending: Promise<string> | undefined;
 
@@ -103,19 +109,20 @@ export class AijobClient {
       if (!this.auth) throw new Error('admin calls need the authAddress option');
       return this.auth;
     }, this.jobs, (invoke, opts, safe) => this.unary(invoke, opts, safe));
+    this.queues = new QueuesApi(this.queuesClient, (invoke, opts, safe) => this.unary(invoke, opts, safe));
   }
 
   /** Submits one job; returns it with `deduplicated` when the idempotency key matched. */
-  async submit(job: SubmitOptions, opts?: CallOptions): Promise<Job & { deduplicated: boolean }> {
+  async submit(job: SubmitOptions, opts?: CallOptions): Promise<Submitted> {
     const res = await this.unary<SubmitJobResponse>((md, co, cb) => this.jobs.submitJob(toRequest(job), md, co, cb), opts, job.idempotencyKey !== undefined);
-    return { ...res.job!, deduplicated: res.deduplicated };
+    return { ...res.job!, deduplicated: res.deduplicated, gangMembers: res.gangMembers };
   }
 
   /** Submits up to 1000 jobs in one call, all or none. */
-  async submitMany(jobs: SubmitOptions[], opts?: CallOptions): Promise<(Job & { deduplicated: boolean })[]> {
+  async submitMany(jobs: SubmitOptions[], opts?: CallOptions): Promise<Submitted[]> {
     const safe = jobs.every((j) => j.idempotencyKey !== undefined);
     const res = await this.unary<SubmitJobsResponse>((md, co, cb) => this.jobs.submitJobs({ jobs: jobs.map(toRequest) }, md, co, cb), opts, safe);
-    return res.results.map((r) => ({ ...r.job!, deduplicated: r.deduplicated }));
+    return res.results.map((r) => ({ ...r.job!, deduplicated: r.deduplicated, gangMembers: r.gangMembers }));
   }
 
   async get(jobId: string, opts?: CallOptions): Promise<Job> {
@@ -178,14 +185,6 @@ export class AijobClient {
 
   async retry(jobId: string, opts?: CallOptions): Promise<Job> {
     return (await this.unary<RetryJobResponse>((md, co, cb) => this.jobs.retryJob({ jobId }, md, co, cb), opts, false)).job!;
-  }
-
-  async listQueues(opts?: CallOptions): Promise<Queue[]> {
-    return (await this.unary<ListQueuesResponse>((md, co, cb) => this.queuesClient.listQueues({}, md, co, cb), opts, true)).queues;
-  }
-
-  async clusterStats(opts?: CallOptions): Promise<GetClusterStatsResponse> {
-    return this.unary<GetClusterStatsResponse>((md, co, cb) => this.queuesClient.getClusterStats({}, md, co, cb), opts, true);
   }
 
   close(): void {

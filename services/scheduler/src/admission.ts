@@ -65,7 +65,7 @@ export class Admission {
     const ids: string[] = [];
     for (const q of state.queues.values()) {
       if (q.settings.paused || q.pending === 0) continue;
-      let n = Math.min(q.free, MAX_ROUND);
+      let n = Math.min(q.free, MAX_ROUND, this.workerCapacityLeft(q, now));
       if (q.settings.ratePerSecond > 0) n = Math.min(n, this.tokens(q, now, n));
       if (n <= 0) continue;
       const picked = state.select(q, n, (w) => this.workerSlotsFree(q.name, now) >= w);
@@ -93,6 +93,17 @@ export class Admission {
     // Not dispatched: cancelled or otherwise moved on since we learned of it.
     for (const id of ids) if (!done.has(id)) state.release(id);
     this.again = true;
+  }
+
+  /**
+   * How many more jobs the queue's live workers can take or hold ready: their slots and
+   * half as many again in the stream, less what is in flight. Admitting only that much
+   * keeps the waiting line here, where priority and fairness apply, not in the stream.
+   */
+  private workerCapacityLeft(q: QueueState, now: number): number {
+    let slots = 0;
+    for (const w of this.d.registry.alive(now)) if (w.queues.includes(q.name)) slots += w.slots;
+    return Math.max(0, Math.ceil(slots * 1.5) - q.inflight.size);
   }
 
   /** Free worker slots for a queue: what live workers last reported, less what went out since. */

@@ -180,7 +180,18 @@ export class Controller {
           notBefore: j.runAt?.getTime() ?? 0, since: j.createdAt?.getTime() ?? now }, j.gangId, j.gangSize, now);
       }
     }
-    if (newQueues.size > 0) await this.d.queues.ensure([...newQueues]);
+    if (newQueues.size > 0) {
+      // First sight of a queue: create it with the defaults, or take the settings it already has.
+      await this.d.queues.ensure([...newQueues]);
+      await this.d.queues.load(this.state);
+    }
+    this.admission.kick();
+  }
+
+  /** Queue settings changed on some replica: apply them now. */
+  async reloadQueues(): Promise<void> {
+    if (!this.leading) return;
+    await this.d.queues.load(this.state);
     this.admission.kick();
   }
 

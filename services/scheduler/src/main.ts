@@ -46,6 +46,9 @@ const election = new LeaderElection(store, config.SCHEDULER_ID, log, {
 });
 await controller.ensureConsumers();
 election.start();
+const queueChanges = bus.nc.subscribe(t.subjects.queuesChanged, {
+  callback: () => void controller.reloadQueues().catch((err: unknown) => log.warn({ err }, 'queue reload failed')),
+});
 
 const auth = new CachedAuthClient(config.AUTH_ADDR, { ttlMs: config.AUTH_CACHE_MS, internalToken: config.INTERNAL_TOKEN });
 const authChanged = bus.nc.subscribe(t.subjects.authChanged, { callback: () => auth.clear() });
@@ -55,7 +58,9 @@ const grpc = new GrpcServer({
   authorize: makeAuthorizer({ authenticate: auth.authenticate, internalToken: config.INTERNAL_TOKEN, onDenied: auditDenied(audit) }),
   onHandlerError: auditRefused(audit),
 });
-grpc.add(QueueServiceService, queueServiceHandlers({ queues, registry, store, audit, events, leaseName: LEASE }));
+grpc.add(QueueServiceService, queueServiceHandlers({
+  queues, registry, store, audit, events, leaseName: LEASE, changed: () => bus.nc.publish(t.subjects.queuesChanged),
+}));
 grpc.add(WorkerServiceService, workerServiceHandlers({ registry, store, intervalMs: config.HEARTBEAT_INTERVAL_MS }));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
 
@@ -70,7 +75,7 @@ handleShutdown(log, [
   { name: 'grpc', run: () => grpc.shutdown(config.SHUTDOWN_GRACE_MS) },
   { name: 'events', run: () => events.close() },
   { name: 'audit', run: () => audit.close() },
-  { name: 'registry', run: () => { authChanged.unsubscribe(); return registry.stop(); } },
+  { name: 'registry', run: () => { authChanged.unsubscribe(); queueChanges.unsubscribe(); return registry.stop(); } },
   { name: 'ops', run: () => ops.close() },
   { name: 'nats', run: () => bus.close() },
   { name: 'postgres', run: () => store.close() },

@@ -33,6 +33,8 @@ export function queueServiceHandlers(d: {
   audit: AuditWriter;
   events: EventPublisher;
   leaseName: string;
+  /** Tells the leader to apply changed settings now. */
+  changed: () => void;
 }): Implementation<typeof QueueServiceService> {
   const audited = async (ctx: CallContext, action: string, resource: string, reason = '') => {
     await d.audit.write({
@@ -45,6 +47,7 @@ export function queueServiceHandlers(d: {
     const existing = await d.queues.get(queueName(name));
     if (!existing) throw new NotFoundError('queue', name);
     const row = await d.queues.put(name, { paused });
+    d.changed();
     await audited(ctx, paused ? 'queue.pause' : 'queue.resume', `queue/${name}`);
     return { queue: await withStats(row) };
   };
@@ -60,6 +63,7 @@ export function queueServiceHandlers(d: {
       }
       if (req.weight !== undefined && (req.weight < 1 || req.weight > 1000)) throw InvalidArgumentError.field('weight', 'must be between 1 and 1000');
       const row = await d.queues.put(name, { maxConcurrency: req.maxConcurrency, ratePerSecond: req.rateLimitPerSecond, weight: req.weight });
+      d.changed();
       await audited(ctx, 'queue.put', `queue/${name}`);
       return { queue: await withStats(row) };
     },
