@@ -1,6 +1,6 @@
 import { counter, errorMessage, type Logger } from '@aijob/platform';
 import type { Dispatcher } from './dispatcher.js';
-import { width, type QueueState, type SchedulerState } from './scheduler-state.js';
+import { width, type Fit, type QueueState, type SchedulerState } from './scheduler-state.js';
 import type { WorkerRegistry } from './worker-registry.js';
 
 const MAX_ROUND = 1_000;
@@ -68,7 +68,7 @@ export class Admission {
       let n = Math.min(q.free, MAX_ROUND, this.workerCapacityLeft(q, now));
       if (q.settings.ratePerSecond > 0) n = Math.min(n, this.tokens(q, now, n));
       if (n <= 0) continue;
-      const picked = state.select(q, n, (w) => this.workerSlotsFree(q.name, now) >= w);
+      const picked = state.select(q, n, (w) => this.gangFit(q.name, w, now));
       let count = 0;
       for (const j of picked) {
         for (const id of j.members ?? [j.id]) {
@@ -104,6 +104,13 @@ export class Admission {
     let slots = 0;
     for (const w of this.d.registry.alive(now)) if (w.queues.includes(q.name)) slots += w.slots;
     return Math.max(0, Math.ceil(slots * 1.5) - q.inflight.size);
+  }
+
+  private gangFit(queue: string, width: number, now: number): Fit {
+    if (this.workerSlotsFree(queue, now) >= width) return 'now';
+    let total = 0;
+    for (const w of this.d.registry.alive(now)) if (w.queues.includes(queue)) total += w.slots;
+    return total >= width ? 'later' : 'never';
   }
 
   /** Free worker slots for a queue: what live workers last reported, less what went out since. */

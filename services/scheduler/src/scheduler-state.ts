@@ -15,6 +15,9 @@ export interface PendingJob {
   gangId?: string;
 }
 
+/** Whether a gang can start: now, once busy slots free up, or not with the workers there are. */
+export type Fit = 'now' | 'later' | 'never';
+
 /** Slots a pending entry needs at once. */
 export const width = (j: PendingJob) => j.members?.length ?? 1;
 
@@ -160,10 +163,11 @@ export class SchedulerState {
    * (so a huge backlog cannot starve a small one, and splitting a backlog over queues
    * buys nothing); within a workspace, the oldest. The picked jobs leave pending.
    */
-  select(q: QueueState, n: number, fits: (gangWidth: number) => boolean = () => true): PendingJob[] {
+  select(q: QueueState, n: number, fits: (gangWidth: number) => Fit = () => 'now'): PendingJob[] {
     const picked: PendingJob[] = [];
     const extra = new Map<string, number>();
     const blocked = new Set<string>();
+    const setAside: PendingJob[] = [];
     let slots = n;
     while (slots > 0) {
       let best: { ws: string; head: PendingJob; load: number } | undefined;
@@ -178,15 +182,28 @@ export class SchedulerState {
       }
       if (!best) break;
       const w = width(best.head);
-      // A gang starts only when all its members can: all or nothing, never partial.
-      if (w > slots || (best.head.members && !fits(w))) { blocked.add(best.ws); continue; }
       const heap = q.byWorkspace.get(best.ws)!;
+      // A gang starts only when all its members can: all or nothing, never partial. While
+      // the workers could hold it, it keeps its place (slots drain towards it); while they
+      // could not even when idle, the jobs behind it go first.
+      const fit = best.head.members ? (w > q.settings.maxConcurrency ? 'never' : fits(w)) : 'now';
+      if (fit === 'never') {
+        setAside.push(heap.pop()!);
+        if (heap.size === 0) q.byWorkspace.delete(best.ws);
+        continue;
+      }
+      if (w > slots || fit === 'later') { blocked.add(best.ws); continue; }
       picked.push(heap.pop()!);
       if (heap.size === 0) q.byWorkspace.delete(best.ws);
       q.pending -= w;
       slots -= w;
       for (const id of best.head.members ?? [best.head.id]) this.where.delete(id);
       extra.set(best.ws, (extra.get(best.ws) ?? 0) + w);
+    }
+    for (const j of setAside) {
+      let heap = q.byWorkspace.get(j.workspaceId);
+      if (!heap) q.byWorkspace.set(j.workspaceId, (heap = new Heap(byPriority)));
+      heap.push(j);
     }
     return picked;
   }
