@@ -80,7 +80,8 @@ export class Platform {
       LOG_LEVEL: 'info',
       DATABASE_POOL_MAX: '4',
       AUTH_ADDR: this.authAddr,
-      SCHEDULER_ADDR: this.schedulerAddrs[0] ?? '',
+      // Every scheduler replica: grpc-js fails over between the addresses of an ipv4: target.
+      SCHEDULER_ADDR: this.schedulerAddrs.length ? `ipv4:${this.schedulerAddrs.join(',')}` : '',
       HEARTBEAT_INTERVAL_MS: '500',
       RECONCILE_INTERVAL_MS: '1000',
       SHUTDOWN_GRACE_MS: '5000',

@@ -18,8 +18,8 @@ export const schedulerEnv = {
   DEFAULT_QUEUE_RATE: z.coerce.number().min(0).default(0),
   RECONCILE_INTERVAL_MS: int(5_000, 100, 600_000),
   HEARTBEAT_INTERVAL_MS: int(2_000, 100, 60_000),
-  /** A job DISPATCHED this long while its queue's stream holds nothing for it lost its message. */
-  DISPATCH_STUCK_MS: int(60_000, 1_000, 3_600_000),
+  /** A job DISPATCHED this long whose message is missing from the stream (checked twice) lost it. */
+  DISPATCH_STUCK_MS: int(5_000, 500, 3_600_000),
   /** A gang that cannot start all its members within this time fails. */
   GANG_PLACEMENT_TIMEOUT_MS: int(300_000, 1_000, 86_400_000),
   NATS_REPLICAS: int(1, 1, 5),

@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { JobEvents, JobsSubmitted, JobState } from '@aijob/contracts';
+import { DispatchedJob, JobEvents, JobsSubmitted, JobState } from '@aijob/contracts';
 import { consumeBatches, decode, ensureDurable, ensureStreams, type Bus, type StreamOptions, type Topology } from '@aijob/bus';
 import { errorMessage, gauge, type Logger } from '@aijob/platform';
 import type { Store } from '@aijob/store';
@@ -49,7 +49,7 @@ export class Controller {
     });
     this.reconciler = new Reconciler({
       store: d.store, state: this.state, gangs: this.gangs, registry: d.registry, events: d.events, log: d.log,
-      track: (r, now) => this.track(r, now), dispatchBacklog: (q) => this.dispatchBacklog(q), o: d.reconcile,
+      track: (r, now) => this.track(r, now), dispatchMessages: () => this.dispatchMessages(), o: d.reconcile,
     });
     const state = this.state;
     const leading = () => this.leading !== undefined;
@@ -243,20 +243,28 @@ export class Controller {
     await ensureDurable(bus.jsm, t.streams.events, t.consumers.schedulerEvents, t.subjects.allEvents, durable);
   }
 
-  /** Messages waiting or unacked for a queue's workers (undefined when it cannot tell). */
-  private async dispatchBacklog(queue: string): Promise<number | undefined> {
+  /**
+   * Every message in the dispatch stream, as `<job id>:<attempt>`. Work-queue retention
+   * keeps exactly the messages not yet acked, so this is bounded by the workers' capacity.
+   */
+  private async dispatchMessages(): Promise<Set<string>> {
     const { bus, topology: t } = this.d;
-    try {
-      const info = await bus.jsm.consumers.info(t.streams.dispatch, t.consumers.dispatch(queue));
-      return info.num_pending + info.num_ack_pending;
-    } catch {
+    const out = new Set<string>();
+    let seq = 1;
+    for (let i = 0; i < 200_000; i++) {
+      // next_by_subj (server 2.9+) skips the gaps acked messages leave; the typings lack it.
+      const req = { seq, next_by_subj: t.subjects.allDispatch } as unknown as { seq: number };
+      const m = await bus.jsm.streams.getMessage(t.streams.dispatch, req).catch(() => null);
+      if (!m) break;
       try {
-        const s = await bus.jsm.streams.info(t.streams.dispatch, { subjects_filter: t.subjects.dispatch(queue) });
-        return s.state.subjects?.[t.subjects.dispatch(queue)] ?? 0;
+        const job = DispatchedJob.decode(m.data);
+        out.add(`${job.jobId}:${job.attempt}`);
       } catch {
-        return undefined;
+        // not ours to judge
       }
+      seq = m.seq + 1;
     }
+    return out;
   }
 
   private async streamIdentities(): Promise<Map<string, string>> {

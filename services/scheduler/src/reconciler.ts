@@ -26,7 +26,7 @@ export const activeColumns = `id, workspace_id, queue, priority, state, attempt,
 export type { ActiveRow };
 
 export interface ReconcilerOptions {
-  /** DISPATCHED this long with no message left for its queue: the message was lost. */
+  /** DISPATCHED this long and its message missing from the stream on two passes: it was lost. */
   dispatchStuckMs: number;
   gangPlacementTimeoutMs: number;
   heartbeatIntervalMs: number;
@@ -61,8 +61,8 @@ export class Reconciler {
     log: Logger;
     /** Adds a waiting job (or gang member) to the view. */
     track: (row: ActiveRow, now: number) => void;
-    /** Messages waiting or unacked for a queue's workers; undefined when unknown. */
-    dispatchBacklog: (queue: string) => Promise<number | undefined>;
+    /** `<job id>:<attempt>` of every message in the dispatch stream (waiting or unacked). */
+    dispatchMessages: () => Promise<Set<string>>;
     o: ReconcilerOptions;
   }) {}
 
@@ -148,28 +148,37 @@ export class Reconciler {
     }
   }
 
-  /** DISPATCHED for long with nothing left in its queue's stream: the message is gone; queue the job again. */
+  /**
+   * DISPATCHED for a while and its message is not in the dispatch stream (neither
+   * waiting nor being worked on), on two passes in a row: the message was lost (a
+   * leader died between commit and publish, or NATS lost it). The job is queued again.
+   */
   private async requeueStuckDispatches(): Promise<void> {
-    const stuck = await this.d.store.sql<{ id: string; queue: string; attempt: number }[]>`
-      SELECT id, queue, attempt FROM jobs WHERE state = 'DISPATCHED'
+    const stuck = await this.d.store.sql<{ id: string; attempt: number }[]>`
+      SELECT id, attempt FROM jobs WHERE state = 'DISPATCHED'
         AND dispatched_at < now() - ${this.d.o.dispatchStuckMs} * interval '1 millisecond' LIMIT 10000`;
-    const byQueue = new Map<string, { id: string }[]>();
-    for (const r of stuck) byQueue.set(r.queue, [...(byQueue.get(r.queue) ?? []), r]);
-    for (const [queue, rows] of byQueue) {
-      if ((await this.d.dispatchBacklog(queue)) !== 0) continue;
-      const requeued = await this.d.store.sql<ActiveRow[]>`
-        UPDATE jobs SET state = 'QUEUED', updated_at = now(), dispatched_at = NULL
-        WHERE id = ANY(${rows.map((r) => r.id)}::uuid[]) AND state = 'DISPATCHED'
-        RETURNING id, workspace_id, queue, priority, state, attempt, created_at, updated_at, run_at, next_attempt_at, gang_id, gang_size`;
-      const now = Date.now();
-      for (const r of requeued) {
-        this.d.state.release(r.id);
-        this.d.track(r, now);
-        this.repaired('dispatch_lost');
-      }
-      if (requeued.length) this.d.log.warn({ queue, jobs: requeued.length }, 'dispatch messages lost; jobs queued again');
+    if (stuck.length === 0) { this.suspects.clear(); return; }
+    const present = await this.d.dispatchMessages();
+    const missing = stuck.filter((r) => !present.has(`${r.id}:${r.attempt}`)).map((r) => `${r.id}:${r.attempt}`);
+    const confirmed = missing.filter((k) => this.suspects.has(k));
+    this.suspects = new Set(missing);
+    if (confirmed.length === 0) return;
+    const doc = confirmed.map((k) => { const [id, attempt] = k.split(':'); return { id, attempt: Number(attempt) }; });
+    const requeued = await this.d.store.sql.unsafe<ActiveRow[]>(
+      `UPDATE jobs j SET state = 'QUEUED', updated_at = now(), dispatched_at = NULL
+       FROM json_to_recordset($1::text::json) AS c(id uuid, attempt int)
+       WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'DISPATCHED'
+       RETURNING ${activeColumns.split(',').map((x) => `j.${x.trim()}`).join(', ')}`, [JSON.stringify(doc)]);
+    const now = Date.now();
+    for (const r of requeued) {
+      this.d.state.release(r.id);
+      this.d.track(r, now);
+      this.repaired('dispatch_lost');
     }
+    if (requeued.length) this.d.log.warn({ jobs: requeued.length }, 'dispatch messages lost; jobs queued again');
   }
+
+  private suspects = new Set<string>();
 
   /** Gangs waiting longer than the placement timeout fail as a whole. */
   private async failUnplaceableGangs(): Promise<void> {
