@@ -22,6 +22,12 @@ export const jobEnv = {
   ALLOWED_JOB_TYPES_DEFAULT: list('echo,sleep,fail,llm.chat,http.request'),
   /** How long authentication results are cached (keep under 5 s: revocation promise). */
   AUTH_CACHE_MS: int(3_000, 0, 4_000),
+  /** Price table, USD per million tokens: JSON like {"openai/gpt-4o-mini":{"prompt":0.15,"completion":0.6}}. */
+  LLM_PRICES: z.string().optional(),
+  /** The same, from a file (wins over LLM_PRICES). */
+  LLM_PRICES_FILE: z.string().optional(),
+  /** Job types workers announced in their heartbeats are accepted too (besides ALLOWED_JOB_TYPES_DEFAULT). */
+  ACCEPT_ANNOUNCED_JOB_TYPES: bool(true),
   /** Backpressure: SubmitJob answers RESOURCE_EXHAUSTED while more jobs than this wait. 0 disables. */
   MAX_PENDING: int(100_000, 0, 1_000_000_000),
   NATS_REPLICAS: int(1, 1, 5),

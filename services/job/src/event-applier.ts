@@ -3,8 +3,9 @@ import { JobEvent, JobEvents, JobState, JobsChanged } from '@aijob/contracts';
 import { consumeBatches, decode, encode, type EventPublisher, type Topology } from '@aijob/bus';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { counter, durationBuckets, histogram, type Logger } from '@aijob/platform';
-import type { JobStateName, Store } from '@aijob/store';
-import { backoffMs, foldEvents, type JobUpdate } from './event-fold.js';
+import type { Store, Tx } from '@aijob/store';
+import { foldEvents, type JobUpdate } from './event-fold.js';
+import type { PriceTable } from './prices.js';
 import { propagateGangFailures, type GangChange } from './gang-propagation.js';
 
 type Applied = GangChange;
@@ -24,6 +25,9 @@ export class EventApplier {
     execution: histogram('aijob_execution_duration_seconds', 'Run time of attempts that ended, start to end.',
       ['queue', 'type', 'status'], durationBuckets),
     transitions: counter('aijob_state_transitions_total', 'Job state transitions applied.', ['to']),
+    tokens: counter('ai_llm_tokens_total', 'Model tokens used by attempts that ended, by provider, model and type (prompt, completion).',
+      ['provider', 'model', 'type']),
+    cost: counter('ai_llm_cost_usd_total', 'Model cost in US dollars from the price table, by provider and model.', ['provider', 'model']),
   };
 
   constructor(
@@ -32,6 +36,7 @@ export class EventApplier {
     private readonly events: EventPublisher,
     private readonly t: Topology,
     private readonly log: Logger,
+    private readonly prices: PriceTable,
     private readonly o: { retryBaseMs: number; retryMaxMs: number },
   ) {}
 
@@ -77,12 +82,10 @@ export class EventApplier {
   }
 
   private async write(updates: JobUpdate[]): Promise<Applied[]> {
-    const now = Date.now();
     const rows = updates.map((u) => ({
       job_id: u.jobId, attempt: u.attempt, state: u.state, worker_id: u.workerId, at: u.at, started_at: u.startedAt,
       output: u.output, error_code: u.errorCode, error_message: u.errorMessage, retryable: u.retryable,
-      progress: u.progress, progress_note: u.progressNote,
-      next_attempt_at: new Date(now + backoffMs(u.attempt, this.o.retryBaseMs, this.o.retryMaxMs)),
+      progress: u.progress, progress_note: u.progressNote, jitter: Math.random(),
     }));
     return this.store.sql.begin(async (tx) => {
       const applied = await tx<Applied[]>`
@@ -98,8 +101,12 @@ export class EventApplier {
           error_code = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_code ELSE j.error_code END,
           error_message = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_message ELSE j.error_message END,
           error_retryable = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.retryable ELSE j.error_retryable END,
+          -- Exponential backoff with full jitter (never below a tenth of the step, so retries
+          -- do not stampede): base * 2^(attempt-1), capped.
           next_attempt_at = CASE
-            WHEN e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts THEN e.next_attempt_at
+            WHEN e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts
+            THEN now() + (0.1 + 0.9 * e.jitter) * LEAST(${this.o.retryMaxMs}::float8,
+              COALESCE(j.retry_base_ms, ${this.o.retryBaseMs})::float8 * power(2, j.attempt - 1)) * interval '1 millisecond'
             ELSE NULL END,
           finished_at = CASE
             WHEN e.state = 'RUNNING' OR (e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts) THEN NULL
@@ -109,13 +116,13 @@ export class EventApplier {
           SELECT u.*, o.state AS old_state FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(
             job_id uuid, attempt int, state text, worker_id text, at timestamptz, started_at timestamptz,
             output jsonb, error_code text, error_message text, retryable bool, progress real, progress_note text,
-            next_attempt_at timestamptz)
+            jitter float8)
           JOIN jobs o ON o.id = u.job_id
         ) e
         WHERE j.id = e.job_id AND j.attempt = e.attempt AND j.state IN ('DISPATCHED', 'RUNNING')
           AND (e.state <> 'RUNNING' OR j.state = 'DISPATCHED' OR e.progress IS NOT NULL)
         RETURNING j.id, e.old_state, j.state, j.attempt, j.queue, j.workspace_id, j.type, j.next_attempt_at,
-                  j.started_at, j.finished_at, j.traceparent, j.gang_id, j.gang_size`;
+                  j.started_at, j.finished_at, j.traceparent, j.gang_id, j.gang_size, j.created_by`;
       const history = historyRows(updates, applied);
       if (history.length > 0) {
         await tx`INSERT INTO job_events (job_id, attempt, state, source, worker_id, detail, at)
@@ -123,9 +130,37 @@ export class EventApplier {
           FROM json_to_recordset(${JSON.stringify(history)}::text::json) AS h(
             job_id uuid, attempt int, state text, worker_id text, detail jsonb, at timestamptz)`;
       }
+      await this.recordUsage(tx, updates, applied);
       const siblings = await propagateGangFailures(tx, applied);
       return [...applied, ...siblings];
     });
+  }
+
+  /** Usage rows, costed by the price table, for attempts whose end was applied. */
+  private async recordUsage(tx: Tx, updates: JobUpdate[], applied: (Applied & { created_by?: string })[]): Promise<void> {
+    const byId = new Map(applied.map((a) => [a.id, a]));
+    const rows = [];
+    for (const u of updates) {
+      const a = byId.get(u.jobId);
+      if (!a || u.state === 'RUNNING' || u.usage.length === 0) continue;
+      for (const x of u.usage) {
+        const cost = this.prices.cost(x.provider, x.model, x.promptTokens, x.completionTokens);
+        rows.push({
+          job_id: u.jobId, attempt: u.attempt, workspace_id: a.workspace_id, queue: a.queue, api_key_id: a.created_by ?? '',
+          provider: x.provider.slice(0, 128), model: x.model.slice(0, 256), prompt_tokens: x.promptTokens,
+          completion_tokens: x.completionTokens, cost_usd: cost, at: u.at,
+        });
+        this.metrics.tokens.inc({ provider: x.provider, model: x.model, type: 'prompt' }, x.promptTokens);
+        this.metrics.tokens.inc({ provider: x.provider, model: x.model, type: 'completion' }, x.completionTokens);
+        this.metrics.cost.inc({ provider: x.provider, model: x.model }, cost);
+      }
+    }
+    if (rows.length === 0) return;
+    await tx`INSERT INTO usage (job_id, attempt, workspace_id, queue, api_key_id, provider, model, prompt_tokens,
+        completion_tokens, cost_usd, at)
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(job_id uuid, attempt int,
+        workspace_id text, queue text, api_key_id text, provider text, model text, prompt_tokens bigint,
+        completion_tokens bigint, cost_usd float8, at timestamptz)`;
   }
 
   private observe(applied: Applied[]): void {

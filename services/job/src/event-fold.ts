@@ -1,4 +1,4 @@
-import { JobState, type JobEvent } from '@aijob/contracts';
+import { JobState, type JobEvent, type JobUsage } from '@aijob/contracts';
 
 /** What a batch of events does to one job's current attempt, folded into one update. */
 export interface JobUpdate {
@@ -15,6 +15,8 @@ export interface JobUpdate {
   retryable: boolean;
   progress: number | null;
   progressNote: string | null;
+  /** Model usage the attempt reported with its end. */
+  usage: JobUsage[];
   /** The events folded in, in arrival order (for the job's history). */
   events: JobEvent[];
 }
@@ -46,7 +48,7 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
       u = {
         jobId: e.jobId, attempt: e.attempt, state: 'RUNNING', workerId: e.workerId, at: e.at ?? new Date(),
         startedAt: null, output: null, errorCode: null, errorMessage: null, retryable: false,
-        progress: null, progressNote: null, events: [],
+        progress: null, progressNote: null, usage: [], events: [],
       };
       byJob.set(e.jobId, u);
     }
@@ -60,6 +62,7 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
     }
     u.state = end!;
     u.at = e.at ?? new Date();
+    u.usage = e.usage;
     u.startedAt ??= e.startedAt ?? null;
     if (end === 'SUCCEEDED') u.output = e.output ?? {};
     if (end === 'FAILED' || end === 'CANCELLED') {
@@ -69,13 +72,4 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
     }
   }
   return { updates: [...byJob.values()], touched };
-}
-
-/**
- * Full-jitter exponential backoff: uniform in [0, min(max, base * 2^(attempt-1))],
- * never below 10% of that cap so retries do not stampede at zero.
- */
-export function backoffMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const cap = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(cap * (0.1 + 0.9 * random()));
 }

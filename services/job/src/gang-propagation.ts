@@ -14,6 +14,7 @@ export interface GangChange {
   traceparent: string;
   gang_id: string | null;
   gang_size: number;
+  created_by?: string;
 }
 
 /**

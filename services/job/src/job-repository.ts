@@ -141,6 +141,13 @@ export class JobRepository {
     });
   }
 
+  async usage(jobId: string): Promise<{ provider: string; model: string; promptTokens: number; completionTokens: number; costUsd: number }[]> {
+    const rows = await this.store.sql<{ provider: string; model: string; p: string; c: string; cost: number }[]>`
+      SELECT provider, model, prompt_tokens::text AS p, completion_tokens::text AS c, cost_usd AS cost
+      FROM usage WHERE job_id = ${jobId} ORDER BY id`;
+    return rows.map((r) => ({ provider: r.provider, model: r.model, promptTokens: Number(r.p), completionTokens: Number(r.c), costUsd: r.cost }));
+  }
+
   /** Whether job `id` exists in a workspace other than `workspaceId`. */
   async existsElsewhere(workspaceId: string, id: string): Promise<boolean> {
     const [row] = await this.store.sql`SELECT 1 AS x FROM jobs WHERE id = ${id} AND workspace_id <> ${workspaceId}`;

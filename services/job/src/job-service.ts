@@ -1,7 +1,9 @@
 import { JobServiceService } from '@aijob/contracts';
 import { currentTraceparent, type CallContext, type Implementation } from '@aijob/platform';
 import { toJob } from './job-record.js';
+import type { DeadLetters } from './dead-letters.js';
 import type { Caller, Jobs } from './jobs.js';
+import type { UsageReports } from './usage-report.js';
 
 const TRACEPARENT = /^[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
 
@@ -16,7 +18,7 @@ function callerOf(ctx: CallContext): Caller {
 }
 
 /** gRPC handlers of aijob.v1.JobService: proto in, domain calls, proto out. */
-export function jobServiceHandlers(jobs: Jobs): Implementation<typeof JobServiceService> {
+export function jobServiceHandlers(jobs: Jobs, dlq: DeadLetters, usage: UsageReports): Implementation<typeof JobServiceService> {
   return {
     async submitJob(req, ctx) {
       const [outcome] = await jobs.submit(callerOf(ctx), [req], false);
@@ -27,7 +29,9 @@ export function jobServiceHandlers(jobs: Jobs): Implementation<typeof JobService
       return { results: outcomes.map((o) => ({ job: toJob(o.row), deduplicated: o.deduplicated, gangMembers: o.gangMembers.map(toJob) })) };
     },
     async getJob(req, ctx) {
-      return { job: toJob(await jobs.get(callerOf(ctx), req.jobId)) };
+      const caller = callerOf(ctx);
+      const row = await jobs.get(caller, req.jobId);
+      return { job: { ...toJob(row), usage: await jobs.usageOf(row.id) } };
     },
     async listJobs(req, ctx) {
       const { rows, nextPageToken } = await jobs.list(callerOf(ctx), req);
@@ -51,6 +55,25 @@ export function jobServiceHandlers(jobs: Jobs): Implementation<typeof JobService
         })),
         nextPageToken,
       };
+    },
+    async listDeadLetters(req, ctx) {
+      const { rows, next } = await dlq.list(callerOf(ctx), req.filter, req.pageSize, req.pageToken);
+      return { jobs: rows.map(toJob), nextPageToken: next };
+    },
+    async getDeadLetterStats(req, ctx) {
+      return dlq.stats(callerOf(ctx), req.filter);
+    },
+    async retryDeadLetters(req, ctx) {
+      const ids = await dlq.retry(callerOf(ctx), {
+        filter: req.filter, all: req.all, inputOverrides: req.inputOverrides, modelOverride: req.modelOverride, limit: req.limit,
+      });
+      return { retried: ids.length, jobIds: ids };
+    },
+    async purgeDeadLetters(req, ctx) {
+      return { purged: await dlq.purge(callerOf(ctx), req.filter, req.all) };
+    },
+    async getUsageReport(req, ctx) {
+      return usage.report(callerOf(ctx), req);
     },
   };
 }

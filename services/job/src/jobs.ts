@@ -11,6 +11,7 @@ import type { NewJob, Submitter, SubmitOutcome } from './submitter.js';
 import { parseJobId, validateSubmission, type SubmissionLimits, type ValidSubmission } from './validation.js';
 import type { WatchHub } from './watch-hub.js';
 import type { PendingLimits } from './pending-limits.js';
+import type { UsageReports } from './usage-report.js';
 import type { AuditWriter } from '@aijob/store';
 
 /** Who is calling and how to trace it: what every mutation records. */
@@ -37,6 +38,9 @@ export class Jobs {
     limits: SubmissionLimits;
     pending: PendingLimits;
     audit: AuditWriter;
+    usage: UsageReports;
+    /** Job types live workers announced (accepted besides the configured ones). */
+    announcedTypes: () => ReadonlySet<string>;
   }) {}
 
   async submit(caller: Caller, requests: SubmitJobRequest[], batch: boolean): Promise<(SubmitOutcome & { gangMembers: JobRow[] })[]> {
@@ -45,8 +49,10 @@ export class Jobs {
     }
     const violations = [];
     const valid = [];
-    const allowed = caller.policy?.allowedJobTypes.length ? caller.policy.allowedJobTypes : this.d.limits.allowedTypes;
-    const limits = { ...this.d.limits, allowedTypes: allowed };
+    // Known types: configured, or announced by a live worker; a workspace policy narrows them.
+    const known = [...new Set([...this.d.limits.allowedTypes, ...this.d.announcedTypes()])];
+    const policy = caller.policy?.allowedJobTypes ?? [];
+    const limits = { ...this.d.limits, allowedTypes: policy.length ? known.filter((t) => policy.includes(t)) : known };
     for (const [i, req] of requests.entries()) {
       try {
         valid.push(validateSubmission(req, limits, batch ? `jobs[${i}].` : ''));
@@ -56,6 +62,7 @@ export class Jobs {
       }
     }
     if (violations.length > 0) throw new InvalidArgumentError(violations);
+    await this.d.usage.checkBudget(caller.principal.workspaceId, caller.policy?.monthlyBudgetUsd ?? 0, valid.map((v) => v.type));
     await this.d.pending.admit(caller.principal.workspaceId, caller.policy?.maxPending ?? 0,
       valid.reduce((n, v) => n + Math.max(1, v.gangSize), 0));
     const entries = valid.map((v) => this.expand(caller, v));
@@ -88,6 +95,11 @@ export class Jobs {
     const row = await this.d.repo.get(caller.principal.workspaceId, id);
     if (!row) throw await this.notFound(caller, id, 'job.get');
     return row;
+  }
+
+  /** The usage an attempt of the job reported, costed. */
+  async usageOf(jobId: string) {
+    return this.d.repo.usage(jobId);
   }
 
   /**

@@ -6,6 +6,10 @@ import {
 } from '@aijob/platform';
 import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
 import { PendingLimits } from './pending-limits.js';
+import { PriceTable } from './prices.js';
+import { DeadLetters } from './dead-letters.js';
+import { UsageReports } from './usage-report.js';
+import { AnnouncedTypes } from './worker-types.js';
 import { RateLimiter } from './rate-limiter.js';
 import { loadJobConfig } from './config.js';
 import { EventApplier } from './event-applier.js';
@@ -41,15 +45,20 @@ const pruning = setInterval(() => void limiter.prune().catch(() => undefined), 6
 const submitter = new Submitter(store, bus.js, t, log, { idempotencyWindowMs: config.IDEMPOTENCY_WINDOW_MS });
 const hub = new WatchHub(bus.nc, t, log);
 hub.start();
+const announced = new AnnouncedTypes(bus.nc, t.buckets.workers, log);
+announced.start();
+const usage = new UsageReports(store);
 const jobs = new Jobs({
   repo: new JobRepository(store), submitter, hub, events, nc: bus.nc, topology: t, audit,
-  pending: new PendingLimits(store, config.MAX_PENDING),
+  pending: new PendingLimits(store, config.MAX_PENDING), usage,
+  announcedTypes: () => (config.ACCEPT_ANNOUNCED_JOB_TYPES ? announced.types() : new Set<string>()),
   limits: {
     maxInputBytes: config.MAX_INPUT_BYTES, defaultMaxAttempts: config.DEFAULT_MAX_ATTEMPTS,
     defaultTimeoutMs: config.DEFAULT_TIMEOUT_MS, allowedTypes: config.ALLOWED_JOB_TYPES_DEFAULT,
   },
 });
-const applier = new EventApplier(store, bus.nc, events, t, log, {
+const prices = PriceTable.from({ json: config.LLM_PRICES, file: config.LLM_PRICES_FILE });
+const applier = new EventApplier(store, bus.nc, events, t, log, prices, {
   retryBaseMs: config.RETRY_BASE_MS, retryMaxMs: config.RETRY_MAX_MS,
 });
 const applying = applier.start(openEvents);
@@ -73,7 +82,7 @@ async function admit(ctx: CallContext, access: string): Promise<void> {
   }
 }
 const grpc = new GrpcServer({ log, authorize: admit, maxMessageBytes: config.MAX_REQUEST_BYTES, onHandlerError: auditRefused(audit) });
-grpc.add(JobServiceService, jobServiceHandlers(jobs));
+grpc.add(JobServiceService, jobServiceHandlers(jobs, new DeadLetters({ store, submitter, hub, audit }), usage));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
 
 const readiness = new Readiness({ postgres: store.ping, nats: bus.ping, auth: () => auth.ping() });
@@ -88,7 +97,7 @@ handleShutdown(log, [
   { name: 'event applier', run: () => applying.stop() },
   { name: 'events', run: () => events.close() },
   { name: 'audit', run: () => { clearInterval(pruning); return audit.close(); } },
-  { name: 'watch hub', run: () => { hub.stop(); authChanged.unsubscribe(); } },
+  { name: 'watch hub', run: () => { hub.stop(); authChanged.unsubscribe(); return announced.stop(); } },
   { name: 'ops', run: () => ops.close() },
   { name: 'nats', run: () => bus.close() },
   { name: 'postgres', run: () => store.close() },

@@ -97,19 +97,19 @@ export class Submitter {
       id: j.id, workspace_id: j.workspaceId, queue: j.queue, type: j.type, priority: j.priority,
       max_attempts: j.maxAttempts, timeout_ms: j.timeoutMs, input: j.input, labels: j.labels,
       idempotency_key: j.idempotencyKey, run_at: j.runAt, created_by: j.createdBy, traceparent: j.traceparent,
-      request_id: j.requestId, gang_id: j.gangId, gang_size: j.gangSize,
+      request_id: j.requestId, gang_id: j.gangId, gang_size: j.gangSize, retry_base_ms: j.retryBaseMs,
     }));
     return this.store.sql<{ id: string; created_at: Date }[]>`
       WITH u AS (
         SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(
           id uuid, workspace_id text, queue text, type text, priority int, max_attempts int, timeout_ms int,
           input jsonb, labels jsonb, idempotency_key text, run_at timestamptz, created_by text, traceparent text,
-          request_id text, gang_id uuid, gang_size int)
+          request_id text, gang_id uuid, gang_size int, retry_base_ms int)
       ), ins AS (
         INSERT INTO jobs (id, workspace_id, queue, type, state, priority, max_attempts, timeout_ms, input,
-                          labels, idempotency_key, run_at, created_by, traceparent, gang_id, gang_size)
+                          labels, idempotency_key, run_at, created_by, traceparent, gang_id, gang_size, retry_base_ms)
         SELECT id, workspace_id, queue, type, 'QUEUED', priority, max_attempts, timeout_ms, input,
-               labels, idempotency_key, run_at, created_by, traceparent, gang_id, gang_size
+               labels, idempotency_key, run_at, created_by, traceparent, gang_id, gang_size, retry_base_ms
         FROM u
         ON CONFLICT (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, created_at

@@ -23,6 +23,7 @@ export interface ValidSubmission {
   labels: Record<string, string>;
   runAt: Date | null;
   gangSize: number;
+  retryBaseMs: number | null;
 }
 
 export interface SubmissionLimits {
@@ -96,11 +97,19 @@ export function validateSubmission(req: SubmitJobRequest, limits: SubmissionLimi
 
   if (req.gangSize < 0 || req.gangSize > MAX_GANG) bad('gang_size', `must be between 0 and ${MAX_GANG}`);
 
+  let retryBaseMs: number | null = null;
+  if (req.retryBaseDelay !== undefined) {
+    const { seconds, nanos } = req.retryBaseDelay;
+    const ms = durationToMs(req.retryBaseDelay);
+    if (seconds < 0 || nanos < 0 || nanos > 999_999_999 || ms < 1 || ms > 3_600_000) bad('retry_base_delay', 'must be between 1 ms and 1 h');
+    else retryBaseMs = ms;
+  }
+
   if (v.length > 0) throw new InvalidArgumentError(v);
   return {
     queue, type: req.type, input: req.input ?? {}, inputJson, priority: req.priority,
     idempotencyKey: req.idempotencyKey === '' ? null : req.idempotencyKey,
-    maxAttempts, timeoutMs, labels: req.labels, runAt, gangSize: req.gangSize > 1 ? req.gangSize : 0,
+    maxAttempts, timeoutMs, labels: req.labels, runAt, gangSize: req.gangSize > 1 ? req.gangSize : 0, retryBaseMs,
   };
 }
 

@@ -18,6 +18,8 @@ export const jobs = pgTable('jobs', {
   attempt: integer('attempt').notNull().default(0),
   maxAttempts: integer('max_attempts').notNull(),
   timeoutMs: integer('timeout_ms').notNull(),
+  /** Base of the retry backoff; NULL: the service default. */
+  retryBaseMs: integer('retry_base_ms'),
   input: jsonb('input').notNull(),
   output: jsonb('output'),
   errorCode: text('error_code'),
