@@ -6,6 +6,7 @@ import {
 } from '@aijob/contracts';
 import { AdminApi } from './admin.js';
 import { QueuesApi } from './queues.js';
+import { DeadLettersApi, UsageApi } from './dead-letters.js';
 import { toApiError, UnavailableError } from './errors.js';
 
 export interface AijobClientOptions {
@@ -49,6 +50,8 @@ export interface SubmitOptions {
   labels?: Record<string, string>;
   runAt?: Date;
   gangSize?: number;
+  /** Base of the retry backoff (full jitter over base * 2^(attempt-1)); default 1 s. */
+  retryBaseDelayMs?: number;
 }
 
 export interface ListOptions {
@@ -77,6 +80,7 @@ function toRequest(o: SubmitOptions): SubmitJobRequest {
     idempotencyKey: o.idempotencyKey ?? '', maxAttempts: o.maxAttempts ?? 0,
     timeout: o.timeoutMs !== undefined ? msToDuration(o.timeoutMs) : undefined, labels: o.labels ?? {},
     runAt: o.runAt, gangSize: o.gangSize ?? 0,
+    retryBaseDelay: o.retryBaseDelayMs !== undefined ? msToDuration(o.retryBaseDelayMs) : undefined,
   });
 }
 
@@ -95,6 +99,10 @@ export class AijobClient {
   readonly admin: AdminApi;
   /** Queues and cluster statistics. */
   readonly queues: QueuesApi;
+  /** Dead letters: list, stats, retry, purge. */
+  readonly deadLetters: DeadLettersApi;
+  /** Usage and cost reports. */
+  readonly usage: UsageApi;
   private token: { value: string; refreshAt: number } | undefined;
   private tokenPending: Promise<string> | undefined;
 
@@ -109,7 +117,10 @@ export class AijobClient {
       if (!this.auth) throw new Error('admin calls need the authAddress option');
       return this.auth;
     }, this.jobs, (invoke, opts, safe) => this.unary(invoke, opts, safe));
-    this.queues = new QueuesApi(this.queuesClient, (invoke, opts, safe) => this.unary(invoke, opts, safe));
+    const unary = <R>(...a: Parameters<AijobClient['unary']>) => this.unary<R>(...(a as [never, never, never]));
+    this.queues = new QueuesApi(this.queuesClient, unary);
+    this.deadLetters = new DeadLettersApi(this.jobs, unary);
+    this.usage = new UsageApi(this.jobs, unary);
   }
 
   /** Submits one job; returns it with `deduplicated` when the idempotency key matched. */

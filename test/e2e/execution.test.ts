@@ -1,0 +1,123 @@
+import t from 'tap';
+import { join } from 'node:path';
+import { InvalidArgumentError, JobState, ResourceExhaustedError, stateName } from '@aijob/sdk';
+import { repoRoot, ServiceProcess } from '../helpers/processes.js';
+import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
+
+async function customWorker(t: Tap.Test, p: Platform): Promise<ServiceProcess> {
+  const w = new ServiceProcess('custom-worker', join(repoRoot, 'test/fixtures/custom-worker.mjs'), p.env('worker'));
+  p.procs.push(w);
+  await w.waitForLine((l) => l['msg'] === 'custom worker ready', 30_000);
+  void t;
+  return w;
+}
+
+t.test('a handler registered through the library runs in its own worker process', async (t) => {
+  const p = await startPlatform(t, { workers: 0, serviceEnv: { job: { LLM_PRICES: '{"fakeai/m1":{"prompt":1,"completion":2}}' } } });
+  const c = p.client();
+  await t.rejects(c.submit({ type: 'embed.batch', queue: 'custom' }), InvalidArgumentError, 'unknown type refused before any worker announces it');
+  await customWorker(t, p);
+  const job = await waitFor(() => c.submit({ type: 'embed.batch', queue: 'custom', input: { texts: ['a', 'bcd'], hold_ms: 400 } })
+    .catch(() => undefined), 10_000, 'the type to be announced');
+  const seen: string[] = [];
+  for await (const j of c.watch(job.id)) seen.push(`${stateName(j.state)}:${j.progress}:${j.progressNote}`);
+  t.ok(seen.includes('RUNNING:50:half way'), `progress visible in WatchJob (${seen.join(', ')})`);
+  const done = await c.get(job.id);
+  t.same(done.output, { vectors: [[1], [3]], attempt: 1, key: job.id });
+
+  const bad = await c.submitAndWait({ type: 'embed.batch', queue: 'custom', input: { texts: 'nope' } }, { timeoutMs: 20_000 });
+  t.equal(bad.state, JobState.JOB_STATE_FAILED);
+  t.same(bad.error, { code: 'INVALID_INPUT', message: 'texts must be a list', retryable: false }, 'non-retryable error, no retry');
+  t.equal(bad.attempt, 1);
+});
+
+t.test('usage is recorded, costed, reported, and held to a monthly budget', async (t) => {
+  const p = await startPlatform(t, { workers: 0, serviceEnv: { job: { LLM_PRICES: '{"fakeai/m1":{"prompt":1,"completion":2}}' } } });
+  const admin = p.client();
+  await customWorker(t, p);
+  const ws = await admin.admin.createWorkspace('spender', { monthlyBudgetUsd: 0.003, rateLimitPerMinute: 10_000 });
+  const team = p.client({ apiKey: (await admin.admin.createApiKey({ workspaceId: ws.id, scopes: ['jobs:read', 'jobs:write', 'usage:read'] })).apiKey });
+  const submitLlm = () => team.submit({ type: 'llm.fake', queue: 'custom', input: { model: 'm1' } });
+  const first = await waitFor(() => submitLlm().catch(() => undefined), 10_000, 'llm.fake to be announced');
+  await waitFor(async () => (await team.get(first.id)).state === JobState.JOB_STATE_SUCCEEDED, 20_000, 'first job');
+  const got = await team.get(first.id);
+  t.same(got.usage, [{ provider: 'fakeai', model: 'm1', promptTokens: 1000, completionTokens: 500, costUsd: 0.002 }], 'usage on the job, costed');
+
+  const refused = await waitFor(async () => {
+    const r = await submitLlm().then(() => undefined, (e: unknown) => e);
+    return r instanceof ResourceExhaustedError ? r : undefined;
+  }, 30_000, 'the budget to be enforced', 500);
+  t.equal(refused.reason, 'BUDGET_EXHAUSTED');
+  await t.resolves(team.submit({ type: 'echo' }), 'non-LLM jobs still go');
+
+  const report = await team.usage.report({ groupBy: ['provider', 'model'], lastDays: 1 });
+  t.equal(report.rows.length, 1);
+  t.same(report.rows[0]!.group, { provider: 'fakeai', model: 'm1' });
+  t.ok(report.totals!.costUsd >= 0.004 - 1e-9, `total cost ${report.totals!.costUsd}`);
+  t.equal(report.totals!.promptTokens, report.rows[0]!.promptTokens);
+  const metrics = await p.metrics('job-0');
+  t.match(metrics, /ai_llm_tokens_total\{provider="fakeai",model="m1",type="prompt"\} \d+/, 'token metric exported');
+});
+
+t.test('dead letters: list, count, retry by filter with overrides, purge', async (t) => {
+  const p = await startPlatform(t, { workers: 1, serviceEnv: { worker: { WORKER_CONCURRENCY: '8' } } });
+  const c = p.client();
+  const transient = await c.submitMany(Array.from({ length: 4 }, () => ({ type: 'fail', maxAttempts: 2, retryBaseDelayMs: 10,
+    input: { code: 'UPSTREAM_DOWN', retryable: true } })));
+  const permanent = await c.submitMany(Array.from({ length: 2 }, () => ({ type: 'fail', input: { code: 'BAD_INPUT' } })));
+  await waitFor(async () => (await c.listPage({ states: [JobState.JOB_STATE_FAILED] })).jobs.length === 6, 30_000, 'six dead letters');
+  const stats = await c.deadLetters.stats();
+  t.equal(stats.total, 6);
+  t.equal(stats.retryable, 4);
+  t.same(stats.byErrorCode, [{ key: 'UPSTREAM_DOWN', count: 4 }, { key: 'BAD_INPUT', count: 2 }]);
+  t.equal((await c.get(transient[0]!.id)).attempt, 2, 'retried once before dying');
+
+  const listed = [];
+  for await (const j of c.deadLetters.list({ errorCode: 'BAD_INPUT' })) listed.push(j.id);
+  t.same(listed.sort(), permanent.map((j) => j.id).sort(), 'filter by error code');
+  await t.rejects(c.deadLetters.retry({}), InvalidArgumentError, 'an empty filter needs all');
+  const retried = await c.deadLetters.retry({ retryable: true }, { inputOverrides: { attempts: 0 } });
+  t.equal(retried.length, 4, 'all retryable dead letters reopened');
+  await waitFor(async () => (await Promise.all(transient.map((j) => c.get(j.id)))).every((j) => j.state === JobState.JOB_STATE_SUCCEEDED),
+    30_000, 'the retried jobs to succeed with the override');
+  t.equal(await c.deadLetters.purge({ type: 'fail' }), 2, 'the permanent ones purged');
+  const [{ n }] = await p.sql()`SELECT count(*)::int AS n FROM jobs WHERE state = 'FAILED'`;
+  t.equal(n, 0);
+  const audit = await p.sql()`SELECT action FROM audit_log WHERE resource = 'dead-letters' ORDER BY id`;
+  t.same(audit.map((r) => r['action']), ['dlq.retry', 'dlq.purge'], 'bulk actions audited');
+});
+
+t.test('cancel aborts a running handler within a second; a timeout fails the attempt', async (t) => {
+  const p = await startPlatform(t, { workers: 1 });
+  const c = p.client();
+  const job = await c.submit({ type: 'sleep', input: { ms: 60_000 } });
+  await waitFor(async () => (await c.get(job.id)).state === JobState.JOB_STATE_RUNNING, 20_000, 'running');
+  const cancelledAt = Date.now();
+  const res = await c.cancel(job.id, 'changed my mind');
+  t.equal(res.state, JobState.JOB_STATE_CANCELLED, 'CANCELLED at once');
+  await waitFor(async () => /worker_jobs_processed_total\{[^}]*status="cancelled"[^}]*\} 1/.test(await p.metrics('worker-0')),
+    5_000, 'the worker to report the aborted attempt', 50);
+  t.ok(Date.now() - cancelledAt < 1_500, `handler aborted after ${Date.now() - cancelledAt} ms`);
+  t.equal((await c.get(job.id)).error?.message, 'changed my mind');
+
+  const slow = await c.submitAndWait({ type: 'sleep', input: { ms: 60_000 }, timeoutMs: 300, maxAttempts: 1 }, { timeoutMs: 20_000 });
+  t.equal(slow.state, JobState.JOB_STATE_FAILED);
+  t.same(slow.error, { code: 'TIMEOUT', message: 'timed out after 300 ms', retryable: true });
+});
+
+t.test('SIGTERM during work finishes what it holds and loses no job', async (t) => {
+  const p = await startPlatform(t, { workers: 1, serviceEnv: { worker: { WORKER_CONCURRENCY: '2', SHUTDOWN_GRACE_MS: '10000' } } });
+  const c = p.client();
+  const jobs = await c.submitMany(Array.from({ length: 6 }, () => ({ type: 'sleep', input: { ms: 600 } })));
+  await waitFor(async () => (await p.sql()`SELECT count(*)::int AS n FROM jobs WHERE state = 'RUNNING'`)[0]!['n'] === 2, 20_000, 'two running');
+  const w = p.proc('worker-0');
+  t.equal(await w.stop(), 0, 'the worker exits cleanly');
+  const [{ done }] = await p.sql()`SELECT count(*)::int AS done FROM jobs WHERE state = 'SUCCEEDED'`;
+  t.ok(done >= 2, `the ${done} jobs in hand finished before it exited`);
+  await p.addWorker();
+  const all = await waitFor(async () => {
+    const js = await Promise.all(jobs.map((j) => c.get(j.id)));
+    return js.every((j) => j.state === JobState.JOB_STATE_SUCCEEDED) ? js : undefined;
+  }, 30_000, 'every job to succeed');
+  t.ok(all.every((j) => j.attempt === 1), 'no attempt lost or repeated');
+});
