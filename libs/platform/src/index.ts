@@ -10,3 +10,4 @@ export * from './scopes.js';
 export * from './trace-context.js';
 export * from './batcher.js';
 export * from './authorize.js';
+export * from './spans.js';

@@ -1,6 +1,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { durationToMs, JobEvent, JobState, type DispatchedJob, type JobUsage } from '@aijob/contracts';
-import type { Logger } from '@aijob/platform';
+import { inSpan, type Logger } from '@aijob/platform';
 import { failureOf, type JobFailure } from './errors.js';
 import { AbortReason, type Handler, type JobInfo, type UsageReport } from './types.js';
 
@@ -45,7 +45,22 @@ export class Execution {
     if (!this.abort.signal.aborted) this.abort.abort(new AbortReason(kind, message));
   }
 
-  async run(handler: Handler | undefined): Promise<Outcome> {
+  /** Runs the attempt in a span continuing the job's trace (the admission span is its parent). */
+  run(handler: Handler | undefined): Promise<Outcome> {
+    return inSpan(`aijob.execute ${this.info.type}`, this.job.traceparent, {
+      'aijob.job_id': this.info.id, 'aijob.queue': this.info.queue, 'aijob.attempt': this.info.attempt, 'aijob.type': this.info.type,
+    }, async (traceparent, span) => {
+      this.traceparent = traceparent;
+      const outcome = await this.attempt(handler);
+      span.setAttribute('aijob.outcome', outcome.kind);
+      if (outcome.kind === 'failed') span.setAttribute('aijob.error_code', outcome.failure.code);
+      return outcome;
+    });
+  }
+
+  private traceparent = '';
+
+  private async attempt(handler: Handler | undefined): Promise<Outcome> {
     const log = this.d.log.child({ job_id: this.info.id, attempt: this.info.attempt, type: this.info.type });
     void this.d.emit(this.event(JobState.JOB_STATE_RUNNING, {})).catch(() => undefined);
     const working = setInterval(() => this.msg.working(), Math.max(1_000, this.d.ackWaitMs / 3));
@@ -114,7 +129,7 @@ export class Execution {
     return JobEvent.fromPartial({
       jobId: this.info.id, attempt: this.info.attempt, state, workerId: this.d.workerId, at: new Date(),
       usage: state === JobState.JOB_STATE_RUNNING ? [] : this.usage, queue: this.info.queue,
-      workspaceId: this.info.workspaceId, traceparent: this.job.traceparent, source: 'worker', startedAt: this.startedAt,
+      workspaceId: this.info.workspaceId, traceparent: this.traceparent || this.job.traceparent, source: 'worker', startedAt: this.startedAt,
       gangId: this.job.gangId, gangSize: this.job.gangSize, ...extra,
     });
   }

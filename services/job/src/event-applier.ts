@@ -2,7 +2,7 @@ import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import { JobEvent, JobEvents, JobState, JobsChanged } from '@aijob/contracts';
 import { consumeBatches, decode, encode, type EventPublisher, type Topology } from '@aijob/bus';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { counter, durationBuckets, histogram, type Logger } from '@aijob/platform';
+import { counter, durationBuckets, histogram, markSpan, type Logger } from '@aijob/platform';
 import type { Store, Tx } from '@aijob/store';
 import { foldEvents, type JobUpdate } from './event-fold.js';
 import type { PriceTable } from './prices.js';
@@ -61,7 +61,7 @@ export class EventApplier {
   async apply(events: JobEvent[]): Promise<void> {
     const { updates, touched } = foldEvents(events);
     const applied = updates.length > 0 ? await this.write(updates) : [];
-    this.observe(applied);
+    this.observe(applied, updates);
     const retries = applied.filter((a) => a.state === 'RETRY_WAIT');
     // Gang siblings pulled out of a running attempt: abort their handlers.
     for (const a of applied) {
@@ -163,8 +163,13 @@ export class EventApplier {
         completion_tokens bigint, cost_usd float8, at timestamptz)`;
   }
 
-  private observe(applied: Applied[]): void {
+  private observe(applied: Applied[], updates: JobUpdate[]): void {
+    const tp = new Map(updates.map((u) => [u.jobId, u.events[u.events.length - 1]?.traceparent]));
     for (const a of applied) {
+      // Each applied transition marks the job's trace (child of the worker's execution span).
+      markSpan(`aijob.transition ${a.state}`, tp.get(a.id) || a.traceparent, {
+        'aijob.job_id': a.id, 'aijob.state': a.state, 'aijob.previous_state': a.old_state, 'aijob.attempt': a.attempt,
+      });
       this.metrics.transitions.inc({ to: a.state });
       const ended = a.state !== 'RUNNING';
       if (ended && a.started_at) {

@@ -1,7 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { DispatchedJob, JobEvent, JobState, msToDuration } from '@aijob/contracts';
 import { encode, traceHeaders, type EventPublisher, type Topology } from '@aijob/bus';
-import { errorMessage, type Logger } from '@aijob/platform';
+import { errorMessage, inSpan, type Logger } from '@aijob/platform';
 import type { Store } from '@aijob/store';
 
 interface DispatchRow {
@@ -63,9 +63,12 @@ export class Dispatcher {
         SELECT id, attempt, 'DISPATCHED', 'scheduler', dispatched_at FROM upd
       )
       SELECT * FROM upd`;
-    const out = await Promise.all(rows.map(async (r) => ({
-      id: r.id, workspaceId: r.workspace_id, queue: r.queue, attempt: r.attempt, seq: await this.publish(r),
-    })));
+    // Each job's admission is a span of its own trace; the worker's span continues from it.
+    const out = await Promise.all(rows.map((r) => inSpan('aijob.admit', r.traceparent,
+      { 'aijob.job_id': r.id, 'aijob.queue': r.queue, 'aijob.attempt': r.attempt }, async (traceparent) => {
+        r.traceparent = traceparent;
+        return { id: r.id, workspaceId: r.workspace_id, queue: r.queue, attempt: r.attempt, seq: await this.publish(r) };
+      })));
     void Promise.all(rows.map((r, i) => this.events.publish(JobEvent.fromPartial({
       jobId: r.id, attempt: r.attempt, state: JobState.JOB_STATE_DISPATCHED, at: r.dispatched_at, queue: r.queue,
       workspaceId: r.workspace_id, traceparent: r.traceparent, source: 'scheduler',

@@ -1,0 +1,63 @@
+import { AuthServiceService } from '@aijob/contracts';
+import { connectBus, topology } from '@aijob/bus';
+import {
+  createLogger, collectProcessMetrics, GrpcServer, handleShutdown, json, makeAuthorizer, Readiness, startOpsServer,
+} from '@aijob/platform';
+import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
+import { authServiceHandlers } from './auth-service.js';
+import { Authenticator } from './authenticator.js';
+import { bootstrap } from './bootstrap.js';
+import { stopTelemetry } from '@aijob/platform/telemetry';
+import { loadAuthConfig } from './config.js';
+import { SigningKeys } from './signing-keys.js';
+import { Tenancy } from './tenancy.js';
+import { TenancyRepository } from './tenancy-repository.js';
+
+const config = loadAuthConfig();
+const log = createLogger('auth', config.LOG_LEVEL);
+collectProcessMetrics();
+
+if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
+const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-auth' });
+const t = topology(config.AIJOB_NAMESPACE);
+const bus = await connectBus({ servers: config.NATS_URL, name: 'aijob-auth', log });
+const keys = new SigningKeys(store, { issuer: config.TOKEN_ISSUER, audience: config.TOKEN_AUDIENCE });
+await keys.ensureActive();
+await bootstrap(store, {
+  workspace: config.BOOTSTRAP_WORKSPACE, apiKey: config.AIJOB_BOOTSTRAP_API_KEY,
+  rateLimitPerMinute: config.BOOTSTRAP_RATE_LIMIT_PER_MINUTE, log,
+});
+const authenticator = new Authenticator(store, keys, log);
+const audit = new AuditWriter(store.sql, log);
+const tenancy = new Tenancy(new TenancyRepository(store), keys, {
+  rateLimitPerMinute: config.DEFAULT_RATE_LIMIT_PER_MINUTE, maxPending: config.DEFAULT_MAX_PENDING,
+}, (what) => bus.nc.publish(t.subjects.authChanged, what));
+
+const grpc = new GrpcServer({
+  log,
+  authorize: makeAuthorizer({
+    authenticate: (c) => authenticator.authenticate(c), internalToken: config.INTERNAL_TOKEN,
+    onDenied: auditDenied(audit),
+  }),
+  onHandlerError: auditRefused(audit),
+});
+grpc.add(AuthServiceService, authServiceHandlers({ authenticator, keys, tenancy, tokenTtlSeconds: config.TOKEN_TTL_SECONDS }));
+const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
+
+const readiness = new Readiness({ postgres: store.ping, nats: bus.ping });
+const ops = await startOpsServer({
+  host: config.GRPC_HOST, port: config.OPS_PORT, readiness,
+  routes: { '/.well-known/jwks.json': async (_req, res) => json(res, 200, await keys.jwks()) },
+});
+readiness.watch(2_000, (ready) => grpc.setServing(ready));
+log.info({ grpc_port: grpcPort, ops_port: ops.port }, 'auth service listening');
+
+handleShutdown(log, [
+  { name: 'readiness', run: () => { readiness.drain(); readiness.stop(); } },
+  { name: 'grpc', run: () => grpc.shutdown(config.SHUTDOWN_GRACE_MS) },
+  { name: 'audit', run: () => audit.close() },
+  { name: 'ops', run: () => ops.close() },
+  { name: 'nats', run: () => bus.close() },
+  { name: 'postgres', run: () => store.close() },
+  { name: 'telemetry', run: () => stopTelemetry() },
+]);
