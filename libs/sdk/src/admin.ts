@@ -42,7 +42,8 @@ export class AdminApi {
   ) {}
 
   async createWorkspace(name: string, policy: Partial<WorkspacePolicy> = {}, opts?: CallOptions): Promise<Workspace> {
-    const full: WorkspacePolicy = { rateLimitPerMinute: 0, maxPending: 0, allowedJobTypes: [], monthlyBudgetUsd: 0, ...policy };
+    const given = Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined));
+    const full: WorkspacePolicy = { rateLimitPerMinute: 0, maxPending: 0, allowedJobTypes: [], monthlyBudgetUsd: 0, ...given };
     return (await this.unary<CreateWorkspaceResponse>((md, co, cb) => this.auth().createWorkspace({ name, policy: full }, md, co, cb), opts, false)).workspace!;
   }
 
