@@ -39,7 +39,7 @@ export function connection(flags: Record<string, unknown>, env: NodeJS.ProcessEn
     throw new UsageError(`config file ${path} not found`);
   }
   const pick = (flag: string, envName: string, fileValue: string | undefined) =>
-    (flags[flag] as string | undefined) ?? env[envName] ?? fileValue;
+    (flags[flag] as string | undefined) ?? (env[envName] || undefined) ?? fileValue;
   const addr = pick('addr', 'AIJOB_ADDR', file.addr) ?? 'localhost:50052';
   const sibling = (port: number) => (/:50052$/.test(addr) ? addr.replace(/:50052$/, `:${port}`) : addr);
   return {
