@@ -22,12 +22,14 @@ export interface JobFailure {
   code: string;
   message: string;
   retryable: boolean;
+  /** The least wait before the next attempt (e.g. Retry-After). */
+  retryAfterMs?: number;
 }
 
 /** Classifies what a handler threw: stable code, message without stack, retryable or not. */
 export function failureOf(err: unknown): JobFailure {
   if (err instanceof NonRetryableError) return { code: err.code, message: err.message, retryable: false };
-  if (err instanceof RetryableError) return { code: err.code, message: err.message, retryable: true };
+  if (err instanceof RetryableError) return { code: err.code, message: err.message, retryable: true, retryAfterMs: err.retryAfterMs };
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'HANDLER_ERROR', message: message.slice(0, 4096), retryable: true };
 }

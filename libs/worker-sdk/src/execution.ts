@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { durationToMs, JobEvent, JobState, type DispatchedJob, type JobUsage } from '@aijob/contracts';
+import { durationToMs, JobEvent, JobState, msToDuration, type DispatchedJob, type JobUsage } from '@aijob/contracts';
 import { inSpan, type Logger } from '@aijob/platform';
 import { failureOf, type JobFailure } from './errors.js';
 import { AbortReason, type Handler, type JobInfo, type UsageReport } from './types.js';
@@ -88,7 +88,10 @@ export class Execution {
       ? this.event(JobState.JOB_STATE_SUCCEEDED, { output: outcome.output })
       : outcome.kind === 'cancelled'
         ? this.event(JobState.JOB_STATE_CANCELLED, { error: { code: 'CANCELLED', message: 'cancelled', retryable: false } })
-        : this.event(JobState.JOB_STATE_FAILED, { error: outcome.failure });
+        : this.event(JobState.JOB_STATE_FAILED, { error: {
+          code: outcome.failure.code, message: outcome.failure.message, retryable: outcome.failure.retryable,
+          retryAfter: outcome.failure.retryAfterMs !== undefined ? msToDuration(outcome.failure.retryAfterMs) : undefined,
+        } });
     await this.d.emit(end);
     this.msg.ack();
     if (outcome.kind === 'failed') log.info({ code: outcome.failure.code, retryable: outcome.failure.retryable }, 'attempt failed');

@@ -85,7 +85,7 @@ export class EventApplier {
     const rows = updates.map((u) => ({
       job_id: u.jobId, attempt: u.attempt, state: u.state, worker_id: u.workerId, at: u.at, started_at: u.startedAt,
       output: u.output, error_code: u.errorCode, error_message: u.errorMessage, retryable: u.retryable,
-      progress: u.progress, progress_note: u.progressNote, jitter: Math.random(),
+      progress: u.progress, progress_note: u.progressNote, jitter: Math.random(), retry_after_ms: u.retryAfterMs,
     }));
     return this.store.sql.begin(async (tx) => {
       const applied = await tx<Applied[]>`
@@ -105,8 +105,8 @@ export class EventApplier {
           -- do not stampede): base * 2^(attempt-1), capped.
           next_attempt_at = CASE
             WHEN e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts
-            THEN now() + (0.1 + 0.9 * e.jitter) * LEAST(${this.o.retryMaxMs}::float8,
-              COALESCE(j.retry_base_ms, ${this.o.retryBaseMs})::float8 * power(2, j.attempt - 1)) * interval '1 millisecond'
+            THEN now() + GREATEST(coalesce(e.retry_after_ms, 0)::float8, (0.1 + 0.9 * e.jitter) * LEAST(${this.o.retryMaxMs}::float8,
+              COALESCE(j.retry_base_ms, ${this.o.retryBaseMs})::float8 * power(2, j.attempt - 1))) * interval '1 millisecond'
             ELSE NULL END,
           finished_at = CASE
             WHEN e.state = 'RUNNING' OR (e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts) THEN NULL
@@ -116,7 +116,7 @@ export class EventApplier {
           SELECT u.*, o.state AS old_state FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(
             job_id uuid, attempt int, state text, worker_id text, at timestamptz, started_at timestamptz,
             output jsonb, error_code text, error_message text, retryable bool, progress real, progress_note text,
-            jitter float8)
+            jitter float8, retry_after_ms int)
           JOIN jobs o ON o.id = u.job_id
         ) e
         WHERE j.id = e.job_id AND j.attempt = e.attempt AND j.state IN ('DISPATCHED', 'RUNNING')

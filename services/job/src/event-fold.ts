@@ -13,6 +13,8 @@ export interface JobUpdate {
   errorCode: string | null;
   errorMessage: string | null;
   retryable: boolean;
+  /** The least wait before the next attempt, when the failure said so. */
+  retryAfterMs: number | null;
   progress: number | null;
   progressNote: string | null;
   /** Model usage the attempt reported with its end. */
@@ -47,7 +49,7 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
     if (!u || e.attempt > u.attempt) {
       u = {
         jobId: e.jobId, attempt: e.attempt, state: 'RUNNING', workerId: e.workerId, at: e.at ?? new Date(),
-        startedAt: null, output: null, errorCode: null, errorMessage: null, retryable: false,
+        startedAt: null, output: null, errorCode: null, errorMessage: null, retryable: false, retryAfterMs: null,
         progress: null, progressNote: null, usage: [], events: [],
       };
       byJob.set(e.jobId, u);
@@ -69,6 +71,8 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
       u.errorCode = e.error?.code || (end === 'CANCELLED' ? 'CANCELLED' : 'UNKNOWN');
       u.errorMessage = e.error?.message ?? '';
       u.retryable = end === 'FAILED' && (e.error?.retryable ?? false);
+      const ra = e.error?.retryAfter;
+      u.retryAfterMs = ra ? ra.seconds * 1000 + Math.trunc(ra.nanos / 1e6) : null;
     }
   }
   return { updates: [...byJob.values()], touched };

@@ -3,6 +3,8 @@ import { Worker } from '@aijob/worker';
 import { stopTelemetry } from '@aijob/platform/telemetry';
 import { loadWorkerConfig } from './config.js';
 import { echo, fail, sleep } from './executors/diagnostics.js';
+import { httpRequestHandler } from './executors/http-request.js';
+import { llmChat } from './executors/llm-chat.js';
 import { gpuProbe } from './gpu.js';
 
 const config = loadWorkerConfig();
@@ -15,7 +17,12 @@ const worker = new Worker({
   internalToken: config.INTERNAL_TOKEN, log, heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
   ackWaitMs: config.ACK_WAIT_MS, replicas: config.NATS_REPLICAS, gpu: gpuProbe(),
 });
-worker.handle('echo', echo).handle('sleep', sleep).handle('fail', fail);
+worker.handle('echo', echo).handle('sleep', sleep).handle('fail', fail)
+  .handle('llm.chat', llmChat({ providers: config.providers, defaultProvider: config.LLM_DEFAULT_PROVIDER, timeoutMs: config.LLM_TIMEOUT_MS }))
+  .handle('http.request', httpRequestHandler({
+    allowedHosts: config.HTTP_ALLOWED_HOSTS, allowPrivate: config.HTTP_ALLOW_PRIVATE,
+    maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES, timeoutMs: config.HTTP_TIMEOUT_MS,
+  }));
 await worker.start();
 
 const readiness = new Readiness({ nats: () => worker.ping() });
