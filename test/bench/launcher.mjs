@@ -1,0 +1,94 @@
+// Starts the platform's four services as processes for the benchmark (its own database
+// and NATS namespace), or uses one given by address.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { runMigrations } from '@aijob/store';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export class BenchPlatform {
+  constructor(o = {}) {
+    this.id = `bench${randomBytes(3).toString('hex')}`;
+    this.pg = o.pg ?? 'postgres://postgres@127.0.0.1:5432';
+    this.nats = o.nats ?? 'nats://127.0.0.1:4222';
+    this.dbUrl = `${this.pg}/aijob_${this.id}`;
+    this.apiKey = `aijob_bench_${randomBytes(24).toString('base64url')}`;
+    this.workers = o.workers ?? 2;
+    this.concurrency = o.concurrency ?? 256;
+    this.procs = [];
+  }
+
+  env(extra = {}) {
+    return {
+      PATH: process.env.PATH, DATABASE_URL: this.dbUrl, NATS_URL: this.nats, AIJOB_NAMESPACE: this.id, GRPC_HOST: '127.0.0.1',
+      GRPC_PORT: '0', OPS_PORT: '0', LOG_LEVEL: 'warn', AUTH_ADDR: this.authAddr ?? '', SCHEDULER_ADDR: this.schedulerAddr ?? '',
+      MAX_PENDING: '2000000', DATABASE_POOL_MAX: '16', ...extra,
+    };
+  }
+
+  async spawn(service, extra = {}) {
+    const child = spawn(process.execPath, [join(root, 'services', service, 'dist', 'main.js')], {
+      env: { ...this.env(extra), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.procs.push({ service, child });
+    return new Promise((resolve, reject) => {
+      let buf = '';
+      const onData = (d) => {
+        buf += d.toString();
+        for (const line of buf.split('\n')) {
+          try {
+            const l = JSON.parse(line);
+            if (typeof l.ops_port === 'number') { child.stdout.off('data', onData); resolve({ grpc: l.grpc_port, ops: l.ops_port, pid: child.pid }); }
+          } catch { /* partial line */ }
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', () => undefined);
+      child.once('exit', (code) => reject(new Error(`${service} exited ${code}`)));
+    });
+  }
+
+  async start() {
+    await runMigrations(this.dbUrl);
+    this.auth = await this.spawn('auth', { AIJOB_BOOTSTRAP_API_KEY: this.apiKey });
+    this.authAddr = `127.0.0.1:${this.auth.grpc}`;
+    this.scheduler = await this.spawn('scheduler');
+    this.schedulerAddr = `127.0.0.1:${this.scheduler.grpc}`;
+    this.job = await this.spawn('job');
+    this.jobAddr = `127.0.0.1:${this.job.grpc}`;
+    this.workerProcs = [];
+    for (let i = 0; i < this.workers; i++) {
+      this.workerProcs.push(await this.spawn('worker', { WORKER_CONCURRENCY: String(this.concurrency), WORKER_ID: `${this.id}-w${i}` }));
+    }
+    this.sql = postgres(this.dbUrl, { max: 4, onnotice: () => {} });
+    return this;
+  }
+
+  pids(service) {
+    return this.procs.filter((p) => p.service === service && p.child.exitCode === null).map((p) => p.child.pid);
+  }
+
+  async stop() {
+    await this.sql?.end({ timeout: 2 });
+    await Promise.all(this.procs.map(({ child }) => new Promise((r) => {
+      if (child.exitCode !== null) return r();
+      child.once('exit', r);
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+    })));
+    const nc = await connect({ servers: this.nats });
+    const jsm = await jetstreamManager(nc);
+    for await (const s of jsm.streams.list()) {
+      if (s.config.name.startsWith(this.id.toUpperCase() + '_') || s.config.name === `KV_${this.id}_workers`) await jsm.streams.delete(s.config.name);
+    }
+    await nc.close();
+    const admin = postgres(`${this.pg}/postgres`, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`DROP DATABASE IF EXISTS "aijob_${this.id}" WITH (FORCE)`);
+    await admin.end();
+  }
+}
