@@ -27,12 +27,14 @@ export class BenchPlatform {
     return {
       PATH: process.env.PATH, DATABASE_URL: this.dbUrl, NATS_URL: this.nats, AIJOB_NAMESPACE: this.id, GRPC_HOST: '127.0.0.1',
       GRPC_PORT: '0', OPS_PORT: '0', LOG_LEVEL: 'warn', AUTH_ADDR: this.authAddr ?? '', SCHEDULER_ADDR: this.schedulerAddr ?? '',
-      MAX_PENDING: '2000000', DATABASE_POOL_MAX: '16', ...extra,
+      MAX_PENDING: '2000000', DATABASE_POOL_MAX: '16', ...(process.env.OTEL_SDK_DISABLED ? { OTEL_SDK_DISABLED: 'true' } : {}), ...extra,
     };
   }
 
   async spawn(service, extra = {}) {
-    const child = spawn(process.execPath, [join(root, 'services', service, 'dist', 'main.js')], {
+    // BENCH_PROFILE=job (or scheduler, worker, auth) writes a CPU profile of that service to .aijob/profiles.
+    const prof = process.env.BENCH_PROFILE === service ? ['--cpu-prof', '--cpu-prof-dir', join(root, '.aijob', 'profiles')] : [];
+    const child = spawn(process.execPath, [...prof, join(root, 'services', service, 'dist', 'main.js')], {
       env: { ...this.env(extra), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.procs.push({ service, child });

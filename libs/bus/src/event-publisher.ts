@@ -1,7 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { nuid } from '@nats-io/transport-node';
 import { JobEvents, JobState, jobStateToJSON, type JobEvent } from '@aijob/contracts';
-import { Batcher, errorMessage, type Logger } from '@aijob/platform';
+import { Batcher, counter, errorMessage, type Logger } from '@aijob/platform';
 import { encode } from './codec.js';
 import type { Topology } from './topology.js';
 
@@ -14,6 +14,7 @@ import type { Topology } from './topology.js';
 export class EventPublisher {
   private readonly batcher: Batcher<JobEvent, void>;
   private closed = false;
+  private readonly published = counter('aijob_events_published_total', 'Job events handed to JetStream by this process.');
 
   constructor(private readonly js: JetStreamClient, private readonly t: Topology, private readonly log: Logger) {
     this.batcher = new Batcher((events) => this.flush(events), { maxBatch: 1000, concurrency: 4 });
@@ -30,12 +31,18 @@ export class EventPublisher {
   }
 
   private async flush(events: JobEvent[]): Promise<void[]> {
+    // An attempt that started and ended within one flush needs only its end: the end
+    // event carries started_at, so the RUNNING event would change nothing. Progress stays.
+    const ended = new Set<string>();
+    for (const e of events) if (e.state !== JobState.JOB_STATE_RUNNING && e.source === 'worker') ended.add(`${e.jobId}:${e.attempt}`);
     const byState = new Map<JobState, JobEvent[]>();
     for (const e of events) {
+      if (e.state === JobState.JOB_STATE_RUNNING && !e.hasProgress && ended.has(`${e.jobId}:${e.attempt}`)) continue;
       const list = byState.get(e.state);
       if (list) list.push(e); else byState.set(e.state, [e]);
     }
     await Promise.all([...byState].map(([state, list]) => this.send(state, list)));
+    this.published.inc(events.length);
     return events.map(() => undefined);
   }
 

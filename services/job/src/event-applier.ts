@@ -192,6 +192,12 @@ function historyRows(updates: JobUpdate[], applied: Applied[]) {
     const a = byId.get(u.jobId);
     if (!a) continue;
     let reached = rank[a.old_state] ?? 0;
+    // A quick attempt reports only its end; its RUNNING step still belongs in the history.
+    const first = u.events[0];
+    if (reached < 2 && first && first.state !== JobState.JOB_STATE_RUNNING && first.startedAt) {
+      rows.push({ job_id: u.jobId, attempt: u.attempt, state: 'RUNNING', worker_id: first.workerId, detail: {}, at: first.startedAt });
+      reached = 2;
+    }
     for (const e of u.events) {
       const isEnd = e.state !== JobState.JOB_STATE_RUNNING;
       if (!isEnd && reached >= 2 && !e.hasProgress) continue;
