@@ -13,6 +13,9 @@ export const NATS_URL = process.env['AIJOB_TEST_NATS'] ?? 'nats://127.0.0.1:4222
 export type ServiceName = 'auth' | 'job' | 'scheduler' | 'worker';
 
 export interface PlatformOptions {
+  /** Another Postgres (postgres://user@host:port) or NATS than the shared ones. */
+  pgBase?: string;
+  natsUrl?: string;
   workers?: number;
   schedulers?: number;
   jobReplicas?: number;
@@ -26,7 +29,9 @@ export class Platform {
   readonly id = `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
   readonly apiKey = `aijob_test_${randomBytes(24).toString('base64url')}`;
   readonly dbName = `aijob_${this.id}`;
-  readonly dbUrl = `${PG_BASE}/${this.dbName}`;
+  readonly pgBase: string;
+  readonly natsUrl: string;
+  readonly dbUrl: string;
   readonly namespace = this.id;
   readonly procs: ServiceProcess[] = [];
   authAddr = '';
@@ -35,7 +40,11 @@ export class Platform {
   ops: Record<string, number> = {};
   private clients: AijobClient[] = [];
 
-  constructor(readonly o: PlatformOptions = {}) {}
+  constructor(readonly o: PlatformOptions = {}) {
+    this.pgBase = o.pgBase ?? PG_BASE;
+    this.natsUrl = o.natsUrl ?? NATS_URL;
+    this.dbUrl = `${this.pgBase}/${this.dbName}`;
+  }
 
   get jobAddr(): string {
     return this.jobAddrs[0]!;
@@ -72,7 +81,7 @@ export class Platform {
   env(service: ServiceName): Record<string, string> {
     return {
       DATABASE_URL: this.dbUrl,
-      NATS_URL,
+      NATS_URL: this.natsUrl,
       AIJOB_NAMESPACE: this.namespace,
       GRPC_HOST: '127.0.0.1',
       GRPC_PORT: '0',
@@ -134,8 +143,8 @@ export class Platform {
     await this.sqlClient?.end({ timeout: 2 });
     await Promise.all(this.procs.filter((p) => p.name.startsWith('worker')).map((p) => p.stop()));
     await Promise.all(this.procs.map((p) => p.stop()));
-    await dropNamespace(this.namespace);
-    const admin = postgres(`${PG_BASE}/postgres`, { max: 1, onnotice: () => {} });
+    await dropNamespace(this.namespace, this.natsUrl).catch(() => undefined);
+    const admin = postgres(`${this.pgBase}/postgres`, { max: 1, onnotice: () => {} });
     try {
       await admin.unsafe(`DROP DATABASE IF EXISTS "${this.dbName}" WITH (FORCE)`);
     } finally {
@@ -145,8 +154,8 @@ export class Platform {
 }
 
 /** Deletes every stream (and KV bucket stream) of a namespace. */
-export async function dropNamespace(ns: string): Promise<void> {
-  const nc = await connect({ servers: NATS_URL });
+export async function dropNamespace(ns: string, servers = NATS_URL): Promise<void> {
+  const nc = await connect({ servers, timeout: 3_000 });
   try {
     const jsm = await jetstreamManager(nc);
     const prefix = ns.toUpperCase() + '_';

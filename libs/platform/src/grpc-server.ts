@@ -164,6 +164,8 @@ export class GrpcServer {
     end();
     if (err !== undefined && st.code === grpc.status.INTERNAL) {
       ctx.log.error({ err }, 'unhandled error in handler');
+    } else if (err !== undefined && st.code === grpc.status.UNAVAILABLE && !isAijobError(err)) {
+      ctx.log.warn({ err: (err as Error).message }, 'dependency unavailable');
     } else if (err !== undefined) {
       ctx.log.debug({ code: grpc.status[st.code], reason: (err as Error).message }, 'call refused');
     }

@@ -46,6 +46,11 @@ function details(err: AijobError): Any[] {
  */
 export function toStatus(err: unknown): Partial<StatusObject> & { code: status; details: string } {
   if (!isAijobError(err)) {
+    if (isDependencyDown(err)) {
+      const metadata = new Metadata();
+      metadata.set('retry-after-ms', '1000');
+      return { code: status.UNAVAILABLE, details: 'a dependency is unavailable; retry shortly', metadata };
+    }
     return { code: status.INTERNAL, details: 'internal error', metadata: new Metadata() };
   }
   const code = codes[err.kind];
@@ -81,4 +86,27 @@ export function decodeStatusDetails(metadata: Metadata | undefined): {
     }
   }
   return result;
+}
+
+const downCodes = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  // postgres.js
+  'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT',
+  // Postgres: admin shutdown, crash shutdown, cannot connect now, too many connections
+  '57P01', '57P02', '57P03', '53300',
+]);
+
+/**
+ * Whether an unexpected error means Postgres or NATS is unreachable (answered as
+ * UNAVAILABLE, which clients retry) rather than a bug (INTERNAL).
+ */
+export function isDependencyDown(err: unknown): boolean {
+  if (!err || typeof err !== 'object') return false;
+  const e = err as { code?: unknown; name?: string; message?: string; cause?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  if (downCodes.has(code) || code.startsWith('08')) return true;
+  // nats.js: closed or draining connection, request timeouts, no JetStream responders
+  if (/^(ClosedConnectionError|ConnectionError|TimeoutError|NoRespondersError|DrainingConnectionError)$/.test(e.name ?? '')) return true;
+  if (/connection (closed|draining)|no responders|timeout/i.test(e.message ?? '') && /nats|jetstream|TIMEOUT|closed/i.test(`${e.name} ${e.message}`)) return true;
+  return e.cause !== undefined && e.cause !== err ? isDependencyDown(e.cause) : false;
 }
