@@ -14,11 +14,14 @@ export interface Rpc {
   streaming: boolean;
 }
 
+/** The .proto files of proto/aijob/v1, comments dropped. */
+const protoFiles = () => readdirSync(join(repoRoot, 'proto/aijob/v1')).filter((f) => f.endsWith('.proto')).sort()
+  .map((f) => readText(join('proto/aijob/v1', f)).replace(/\/\/.*$/gm, ''));
+
 /** Every RPC declared in proto/aijob/v1. */
 export function protoRpcs(): Rpc[] {
   const out: Rpc[] = [];
-  for (const f of readdirSync(join(repoRoot, 'proto/aijob/v1')).filter((f) => f.endsWith('.proto'))) {
-    const text = readText(join('proto/aijob/v1', f)).replace(/\/\/.*$/gm, '');
+  for (const text of protoFiles()) {
     const pkg = /^package ([\w.]+);/m.exec(text)?.[1];
     for (const svc of text.matchAll(/service (\w+)\s*\{([\s\S]*?)\n\}/g)) {
       for (const m of svc[2]!.matchAll(/rpc (\w+)\s*\(\s*(stream\s+)?[\w.]+\s*\)\s*returns\s*\(\s*(stream\s+)?[\w.]+\s*\)/g)) {
@@ -33,4 +36,10 @@ export function protoRpcs(): Rpc[] {
 export function servedBy(service: string): string[] {
   const src = readText(`services/${service}/src/app.ts`);
   return [...src.matchAll(/\.add\(\s*(\w+Service)Service\b/g)].map((m) => m[1]!);
+}
+
+/** The field names of a top-level message of proto/aijob/v1 (empty when there is none). */
+export function messageFields(message: string): Set<string> {
+  const body = new RegExp(`^message ${message} \\{([\\s\\S]*?)^\\}`, 'm').exec(protoFiles().join('\n'))?.[1] ?? '';
+  return new Set([...body.matchAll(/^\s*(?:optional |repeated )?[\w.<>, ]+?\s(\w+)\s*=\s*\d+;/gm)].map((m) => m[1]!));
 }
