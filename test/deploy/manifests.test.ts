@@ -90,9 +90,9 @@ t.test('kustomizations name files that exist, and the base lists every file besi
 
 t.test('overlays build: their patches target base resources and keep them valid', async (t) => {
   t.same(overlays(), ['dev', 'prod']);
+  t.ok(patchFiles.size >= 4, `${patchFiles.size} patch files`);
   for (const o of overlays()) {
     const docs = build(`deploy/k8s/overlays/${o}`);
-    t.ok(patchFiles.size >= 4, 'overlays patch the base');
     for (const d of docs.filter((d) => models[d['apiVersion']]?.[d['kind']])) {
       const Model = models[d['apiVersion']]![d['kind']]!;
       t.doesNotThrow(() => new Model(d as never).validate(), `${o}: ${d['kind']} ${d['metadata']['name']}`);
