@@ -1,5 +1,5 @@
 import { NonRetryableError, type Handler, type JobContext } from '@aijob/worker';
-import type { LlmProvider } from '../llm-config.js';
+import type { LlmProvider } from '../config.js';
 import { MinuteLimiter } from './minute-limiter.js';
 import { callFailure, httpFailure } from './failures.js';
 
