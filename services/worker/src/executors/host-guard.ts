@@ -1,52 +1,76 @@
 import { lookup } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
-import { NonRetryableError } from '@aijob/worker';
+import { NonRetryableError, RetryableError } from '@aijob/worker';
 
-/** Addresses no webhook may reach unless private targets are allowed: loopback, link-local (cloud metadata), private, unspecified, multicast. */
+/**
+ * Addresses no webhook may reach unless private targets are allowed: unspecified,
+ * loopback, private, carrier-grade NAT, link-local (cloud metadata at 169.254.169.254),
+ * IETF and benchmarking ranges, multicast and reserved; in IPv6 also ::/96 (unspecified,
+ * loopback, the old IPv4-compatible form). BlockList matches IPv4-mapped IPv6
+ * (::ffff:127.0.0.1) against the IPv4 ranges.
+ */
 const blocked = new BlockList();
 for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
-  ['172.16.0.0', 12], ['192.168.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) blocked.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) {
+  ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) {
+  blocked.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [['::', 96], ['64:ff9b:1::', 48], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8]] as const) {
   blocked.addSubnet(net, bits, 'ipv6');
 }
 
+/** True for an address in a blocked range (and for anything that is not an IP address). */
 export function isPrivate(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return true;
-  if (family === 6 && address.toLowerCase().startsWith('::ffff:')) {
-    const v4 = address.slice(7);
-    if (isIP(v4) === 4) return blocked.check(v4, 'ipv4');
-  }
   return blocked.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-/** `host` or `host:port` patterns; `*.example.com` matches subdomains. */
+/** A pattern as host and optional port: `host`, `host:port`, `*.example.com`, `[::1]:8080`, `::1`. */
+function parsePattern(raw: string): { host: string; port?: string } {
+  const p = raw.trim().toLowerCase();
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(p);
+  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] };
+  if (isIP(p) === 6) return { host: p };
+  const m = /^(.*):(\d+)$/.exec(p);
+  return m ? { host: m[1]!, port: m[2] } : { host: p };
+}
+
+/** Whether `host` on `port` matches a pattern; `*.example.com` matches subdomains, not example.com itself. */
 export function hostAllowed(host: string, port: string, patterns: string[]): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
   return patterns.some((raw) => {
-    const [ph, pp] = raw.toLowerCase().split(/:(?=\d+$)/) as [string, string | undefined];
-    if (pp && pp !== port) return false;
-    return ph.startsWith('*.') ? h.endsWith(ph.slice(1)) && h.length > ph.length - 1 : h === ph;
+    const p = parsePattern(raw);
+    if (p.port && p.port !== port) return false;
+    return p.host.startsWith('*.') ? h.endsWith(p.host.slice(1)) && h.length > p.host.length - 1 : h === p.host;
   });
 }
 
 /**
- * Resolves a URL's host once and checks every address. The caller connects to the
- * address returned (not to a second lookup), so DNS rebinding cannot swap it.
+ * Checks a URL against the allow-list, resolves its host once and checks every
+ * address. The caller connects to the address returned, not to a second lookup, so
+ * DNS rebinding cannot swap a public answer for a private one between check and use.
  */
 export async function resolveAllowed(url: URL, o: { allowedHosts: string[]; allowPrivate: boolean }): Promise<{ address: string; family: number }> {
-  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new NonRetryableError('HTTP_HOST_NOT_ALLOWED', `scheme ${url.protocol} not allowed`);
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
   if (!hostAllowed(url.hostname, port, o.allowedHosts)) {
     throw new NonRetryableError('HTTP_HOST_NOT_ALLOWED', `host ${url.hostname}:${port} is not in HTTP_ALLOWED_HOSTS`);
   }
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await lookup(host, { all: true }).catch(() => {
-    throw new NonRetryableError('HTTP_HOST_NOT_ALLOWED', `host ${host} does not resolve`);
-  });
+  let addresses: { address: string; family: number }[];
+  if (isIP(host)) addresses = [{ address: host, family: isIP(host) }];
+  else {
+    try {
+      addresses = await lookup(host, { all: true });
+    } catch (err) {
+      // A name that does not resolve now may tomorrow (or was a passing DNS failure).
+      throw new RetryableError('NETWORK_ERROR', `host ${host} did not resolve (${(err as { code?: string }).code ?? 'lookup failed'})`);
+    }
+  }
   if (!o.allowPrivate) {
     const bad = addresses.find((a) => isPrivate(a.address));
     if (bad) throw new NonRetryableError('HTTP_HOST_NOT_ALLOWED', `host ${host} resolves to ${bad.address}, a private or reserved address`);
   }
-  return addresses[0]!;
+  if (!addresses[0]) throw new RetryableError('NETWORK_ERROR', `host ${host} has no addresses`);
+  return addresses[0];
 }

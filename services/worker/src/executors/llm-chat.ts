@@ -1,109 +1,106 @@
-import { NonRetryableError, type Handler, type JobContext } from '@aijob/worker';
+import { NonRetryableError, RetryableError, type Handler, type JobContext } from '@aijob/worker';
 import type { LlmProvider } from '../config.js';
-import { MinuteLimiter } from './minute-limiter.js';
-import { callFailure, httpFailure } from './failures.js';
+import { buildRequest, normalise, type ChatOutput, type ChatRequest, type Message } from './llm-apis.js';
+import { callFailure, isRefusal, providerFailure } from './failures.js';
+import { LimitWaitTooLong, MinuteLimiter, realClock, type Clock } from './minute-limiter.js';
 
-interface Message { role: string; content: unknown }
-
-export interface ChatOutput {
-  provider: string;
-  model: string;
-  content: string;
-  finish_reason: string;
-  usage: { prompt_tokens: number; completion_tokens: number };
-  raw_id: string;
-}
-
-/** Rough token estimate for limiting before the call (about four characters a token). */
-const estimate = (messages: Message[], maxTokens: number) =>
-  Math.ceil(JSON.stringify(messages).length / 4) + maxTokens;
-
-function text(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((c) => (typeof c === 'object' && c && 'text' in c ? String(c.text) : '')).join('');
-  return '';
+export interface LlmChatOptions {
+  providers: LlmProvider[];
+  /** For jobs that name no provider; the first configured one when unset. */
+  defaultProvider?: string;
+  /** Per model call, inside the job's own timeout. */
+  timeoutMs: number;
+  /** For tests of the rate limits. */
+  clock?: Clock;
 }
 
 /**
- * `llm.chat`: one chat completion from a configured provider. Input:
- * `{ provider?, model, messages: [{role, content}], max_tokens?, ...params }`.
- * Output is normalised across OpenAI-compatible and Anthropic APIs; usage is reported
- * for cost accounting; provider limits are waited out before calling.
+ * Tokens a call may use, reserved against the provider's TPM before calling: about four
+ * characters a token for the prompt, plus the completion allowed. Corrected afterwards
+ * with the usage the provider reports.
  */
-export function llmChat(o: { providers: LlmProvider[]; defaultProvider?: string; timeoutMs: number }): Handler {
-  const limiters = new Map(o.providers.map((p) => [p.name, new MinuteLimiter(p.rpm, p.tpm)]));
+export const estimateTokens = (messages: Message[], maxTokens: number | undefined) =>
+  Math.ceil(JSON.stringify(messages).length / 4) + (maxTokens ?? 0);
+
+/**
+ * `llm.chat`: one chat completion from a configured provider. Input:
+ * `{ provider?, model, messages: [{role, content}], max_tokens?, ...params }`; output
+ * `{ provider, model, content, finish_reason, usage, raw_id }` for either API kind.
+ * The provider's per-minute limits are waited out before calling (never past the job's
+ * timeout); usage is reported for cost accounting under the requested model name, the
+ * one price tables and budgets know.
+ */
+export function llmChat(o: LlmChatOptions): Handler {
+  const clock = o.clock ?? realClock;
+  const limiters = new Map(o.providers.map((p) => [p.name, new MinuteLimiter(p.rpm, p.tpm, clock)]));
   return async (job, ctx) => {
-    const input = job.input as { provider?: unknown; model?: unknown; messages?: unknown; max_tokens?: unknown } & Record<string, unknown>;
-    const name = typeof input.provider === 'string' && input.provider ? input.provider : o.defaultProvider ?? o.providers[0]?.name;
+    // The job's timer started just before the handler; waiting longer than it is pointless.
+    const deadline = clock.now() + job.timeoutMs;
+    const { provider: named, ...rest } = job.input as Record<string, unknown>;
+    const name = typeof named === 'string' && named ? named : o.defaultProvider ?? o.providers[0]?.name;
     const p = o.providers.find((x) => x.name === name);
-    if (!p) throw new NonRetryableError('LLM_PROVIDER_NOT_CONFIGURED', `no LLM provider "${name ?? ''}" is configured on this worker`);
-    if (typeof input.model !== 'string' || !input.model) throw new NonRetryableError('INVALID_INPUT', 'input.model is required');
-    if (!Array.isArray(input.messages) || input.messages.length === 0 ||
-      !input.messages.every((m) => m && typeof m === 'object' && typeof (m as Message).role === 'string')) {
-      throw new NonRetryableError('INVALID_INPUT', 'input.messages must be a non-empty list of {role, content}');
+    if (!p) {
+      throw new NonRetryableError('LLM_PROVIDER_NOT_CONFIGURED',
+        `no LLM provider "${name ?? ''}" is configured on this worker (configured: ${o.providers.map((x) => x.name).join(', ') || 'none'})`);
     }
-    const messages = input.messages as Message[];
-    const maxTokens = typeof input.max_tokens === 'number' ? input.max_tokens : p.kind === 'anthropic' ? 1024 : 0;
-    const slot = await limiters.get(p.name)!.acquire(estimate(messages, maxTokens), ctx.signal);
-    const out = await call(p, input, messages, maxTokens, ctx, o.timeoutMs);
-    slot.settle(out.usage.prompt_tokens + out.usage.completion_tokens);
-    ctx.reportUsage({ provider: p.name, model: out.model, promptTokens: out.usage.prompt_tokens, completionTokens: out.usage.completion_tokens });
+    const req = chatRequest(rest);
+    const what = `provider ${p.name}`;
+
+    const estimate = estimateTokens(req.messages, req.maxTokens);
+    const limiter = limiters.get(p.name)!;
+    const wait = limiter.waitMs(estimate);
+    if (wait > 0 && clock.now() + wait < deadline) {
+      ctx.log.info({ provider: p.name, wait_ms: wait }, 'waiting for the provider rate limit');
+      ctx.progress(0, `waiting ${Math.ceil(wait / 1000)} s for ${what}'s rate limit`);
+    }
+    let slot: { settle: (actual: number) => void };
+    try {
+      slot = await limiter.acquire(estimate, ctx.signal, deadline);
+    } catch (err) {
+      if (!(err instanceof LimitWaitTooLong)) throw err;
+      throw new RetryableError('PROVIDER_RATE_LIMITED',
+        `${what}: this worker's rpm/tpm limit frees up in ${err.waitMs} ms, after the job's timeout`, err.waitMs);
+    }
+    const out = await call(p, req, ctx, o.timeoutMs, what);
+    const used = out.usage.prompt_tokens + out.usage.completion_tokens;
+    slot.settle(used > 0 ? used : estimate);
+    ctx.reportUsage({ provider: p.name, model: req.model, promptTokens: out.usage.prompt_tokens, completionTokens: out.usage.completion_tokens });
+    // Tokens were spent (and reported), but a filtered answer is no answer.
+    if (isRefusal(out.finish_reason)) throw new NonRetryableError('CONTENT_POLICY', `${what} refused to answer (finish_reason ${out.finish_reason})`);
     return out;
   };
 }
 
-async function call(p: LlmProvider, input: Record<string, unknown>, messages: Message[], maxTokens: number,
-  ctx: JobContext, timeoutMs: number): Promise<ChatOutput> {
-  const { provider: _p, ...params } = input;
-  void _p;
+/** The job's input as a request, or INVALID_INPUT naming what is wrong. */
+function chatRequest(input: Record<string, unknown>): ChatRequest {
+  const { model, messages, max_tokens: maxTokens, ...params } = input;
+  if (typeof model !== 'string' || !model) throw new NonRetryableError('INVALID_INPUT', 'input.model is required');
+  if (!Array.isArray(messages) || messages.length === 0 ||
+    !messages.every((m) => m && typeof m === 'object' && typeof (m as Message).role === 'string')) {
+    throw new NonRetryableError('INVALID_INPUT', 'input.messages must be a non-empty list of {role, content}');
+  }
+  if (maxTokens !== undefined && !(Number.isInteger(maxTokens) && (maxTokens as number) > 0)) {
+    throw new NonRetryableError('INVALID_INPUT', 'input.max_tokens must be a positive whole number');
+  }
+  return { model, messages: messages as Message[], maxTokens: maxTokens as number | undefined, params };
+}
+
+/**
+ * One HTTP call under the per-call timeout and the job's signal together: either
+ * aborts the request, which closes the connection, so a cancelled job stops costing.
+ */
+async function call(p: LlmProvider, req: ChatRequest, ctx: JobContext, timeoutMs: number, what: string): Promise<ChatOutput> {
   const callSignal = AbortSignal.timeout(timeoutMs);
   const signal = AbortSignal.any([ctx.signal, callSignal]);
-  const what = `provider ${p.name}`;
-  let url: string;
-  let body: Record<string, unknown>;
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (p.kind === 'anthropic') {
-    url = `${p.baseUrl}/v1/messages`;
-    const system = messages.filter((m) => m.role === 'system').map((m) => text(m.content)).join('\n');
-    body = { ...params, max_tokens: maxTokens, messages: messages.filter((m) => m.role !== 'system'), ...(system ? { system } : {}) };
-    headers['anthropic-version'] = p.anthropicVersion;
-    if (p.apiKey) headers['x-api-key'] = p.apiKey;
-  } else {
-    url = `${p.baseUrl}/chat/completions`;
-    body = { ...params, messages, stream: false };
-    if (p.apiKey) headers['authorization'] = `Bearer ${p.apiKey}`;
-  }
+  const { url, headers, body } = buildRequest(p, req);
   let res: Response;
   let raw: string;
   try {
-    res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body), signal });
+    res = await fetch(url, { method: 'POST', headers, body, signal });
     raw = await res.text();
   } catch (err) {
     throw callFailure(err, ctx.signal, callSignal, 'PROVIDER', what);
   }
-  if (!res.ok) throw httpFailure(res.status, raw, res.headers.get('retry-after'), { prefix: 'PROVIDER', what });
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(raw) as Record<string, unknown>;
-  } catch {
-    throw httpFailure(502, `not JSON: ${raw.slice(0, 200)}`, null, { prefix: 'PROVIDER', what });
-  }
-  return p.kind === 'anthropic' ? fromAnthropic(p.name, doc) : fromOpenAi(p.name, doc);
-}
-
-function fromOpenAi(provider: string, d: Record<string, unknown>): ChatOutput {
-  const choice = (d['choices'] as { message?: { content?: unknown }; finish_reason?: string }[] | undefined)?.[0];
-  const usage = (d['usage'] ?? {}) as { prompt_tokens?: number; completion_tokens?: number };
-  return {
-    provider, model: String(d['model'] ?? ''), content: text(choice?.message?.content), finish_reason: choice?.finish_reason ?? '',
-    usage: { prompt_tokens: usage.prompt_tokens ?? 0, completion_tokens: usage.completion_tokens ?? 0 }, raw_id: String(d['id'] ?? ''),
-  };
-}
-
-function fromAnthropic(provider: string, d: Record<string, unknown>): ChatOutput {
-  const usage = (d['usage'] ?? {}) as { input_tokens?: number; output_tokens?: number };
-  return {
-    provider, model: String(d['model'] ?? ''), content: text(d['content']), finish_reason: String(d['stop_reason'] ?? ''),
-    usage: { prompt_tokens: usage.input_tokens ?? 0, completion_tokens: usage.output_tokens ?? 0 }, raw_id: String(d['id'] ?? ''),
-  };
+  if (!res.ok) throw providerFailure(res.status, raw, res.headers.get('retry-after'), what, [p.apiKey]);
+  return normalise(p, raw, req.model);
 }
