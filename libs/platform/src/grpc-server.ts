@@ -2,12 +2,17 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Principal, WorkspacePolicy } from '@aijob/contracts';
-import { isAijobError, type AijobError } from './errors.js';
+import { InvalidArgumentError, isAijobError, type AijobError } from './errors.js';
 import { toStatus } from './grpc-status.js';
 import { grpcMetrics } from './metrics.js';
 import { addReflection } from './reflection.js';
 import { rpcAccess } from './scopes.js';
 import type { Logger } from './log.js';
+
+/** A request whose bytes did not decode (answered INVALID_ARGUMENT, before any access check). */
+class Undecodable {
+  constructor(readonly cause: unknown) {}
+}
 
 /** What a handler knows about the call it serves. */
 export interface CallContext {
@@ -83,6 +88,13 @@ export class GrpcServer {
   /** Registers a service; its handlers get the context, and errors are mapped for them. */
   add<D extends Record<string, MethodDefinition>>(definition: D, impl: Implementation<D>): this {
     const wrapped: grpc.UntypedServiceImplementation = {};
+    // Bytes that do not decode become INVALID_ARGUMENT in the handler wrapper, not grpc-js' INTERNAL.
+    const tolerant = Object.fromEntries(Object.entries(definition).map(([key, def]) => [key, {
+      ...def,
+      requestDeserialize: (b: Buffer) => {
+        try { return def.requestDeserialize(b); } catch (err) { return new Undecodable(err); }
+      },
+    }]));
     for (const [key, def] of Object.entries(definition)) {
       const handler = (impl as Record<string, UnaryHandler<unknown, unknown> | StreamHandler<unknown, unknown>>)[key];
       if (!handler) throw new Error(`no handler for ${def.path}`);
@@ -90,7 +102,7 @@ export class GrpcServer {
         ? this.wrapStream(def, handler as StreamHandler<unknown, unknown>)
         : this.wrapUnary(def, handler as UnaryHandler<unknown, unknown>);
     }
-    this.server.addService(definition as unknown as grpc.ServiceDefinition, wrapped);
+    this.server.addService(tolerant as unknown as grpc.ServiceDefinition, wrapped);
     const first = Object.values(definition)[0];
     if (first) this.serviceNames.push(first.path.split('/')[1]!);
     return this;
@@ -135,7 +147,8 @@ export class GrpcServer {
     };
   }
 
-  private async admit(ctx: CallContext): Promise<void> {
+  private async admit(ctx: CallContext, request?: unknown): Promise<void> {
+    if (request instanceof Undecodable) throw InvalidArgumentError.field('(request)', 'is not a valid protobuf message of this method');
     const access = rpcAccess[ctx.method];
     if (!access) throw new Error(`no access rule for ${ctx.method}`);
     if (this.opts.authorize) await this.opts.authorize(ctx, access);
@@ -180,7 +193,7 @@ export class GrpcServer {
       const abort = new AbortController();
       call.once('cancelled', () => abort.abort(new Error('call cancelled')));
       const ctx = this.context(def.path, call, abort);
-      this.admit(ctx)
+      this.admit(ctx, call.request)
         .then(() => this.guard(ctx, handler(call.request, ctx)))
         .then(
           (res) => { this.finish(ctx, labels, end, undefined); callback(null, res); },
@@ -205,7 +218,7 @@ export class GrpcServer {
         call.once('drain', onDrain);
         abort.signal.addEventListener('abort', onAbort, { once: true });
       });
-      this.admit(ctx)
+      this.admit(ctx, call.request)
         .then(() => this.guard(ctx, handler(call.request, ctx, send)))
         .then(
           () => { this.finish(ctx, labels, end, undefined); call.end(); },

@@ -17,10 +17,19 @@ const codes: Record<ErrorKind, status> = {
 
 const typeUrl = (name: string) => `type.googleapis.com/${name}`;
 
+/**
+ * Status texts travel in HTTP/2 trailers, which clients cap (grpc-js: 8 KiB of metadata)
+ * and drop whole when exceeded, so a message echoing a huge input must be clipped.
+ */
+const MAX_TEXT = 512;
+const clip = (s: string) => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}… (${s.length} characters)` : s);
+const MAX_VIOLATIONS = 20;
+
 function details(err: AijobError): Any[] {
   const out: Any[] = [];
   if (err.kind === 'invalid_argument' && 'violations' in err) {
-    const violations = err.violations as { field: string; description: string }[];
+    const violations = (err.violations as { field: string; description: string }[])
+      .slice(0, MAX_VIOLATIONS).map((v) => ({ field: clip(v.field), description: clip(v.description) }));
     out.push({
       typeUrl: typeUrl('google.rpc.BadRequest'),
       value: Buffer.from(BadRequest.encode({ fieldViolations: violations }).finish()),
@@ -57,13 +66,13 @@ export function toStatus(err: unknown): Partial<StatusObject> & { code: status; 
   const metadata = new Metadata();
   const extra = details(err);
   if (extra.length > 0) {
-    const encoded = RpcStatus.encode({ code, message: err.message, details: extra }).finish();
+    const encoded = RpcStatus.encode({ code, message: clip(err.message), details: extra }).finish();
     metadata.set('grpc-status-details-bin', Buffer.from(encoded));
   }
   if (err.kind === 'resource_exhausted' && 'retryAfterMs' in err) {
     metadata.set('retry-after-ms', String(err.retryAfterMs));
   }
-  return { code, details: err.message, metadata };
+  return { code, details: clip(err.message), metadata };
 }
 
 /** Decodes the google.rpc details a status carries (client side and tests). */
