@@ -1,5 +1,5 @@
 // Starts the platform's four services as processes for the benchmark (its own database
-// and NATS namespace), or uses one given by address.
+// and NATS namespace), or uses one given by address (RemotePlatform).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -8,6 +8,7 @@ import postgres from 'postgres';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runMigrations } from '@aijob/store';
+import { pidsMatching } from './procs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -93,4 +94,58 @@ export class BenchPlatform {
     await admin.unsafe(`DROP DATABASE IF EXISTS "aijob_${this.id}" WITH (FORCE)`);
     await admin.end();
   }
+}
+
+/**
+ * A platform that is already running (`npm start`, or a deployment), given by address.
+ * Completions are read from its Postgres (`--database-url`); resources are sampled for
+ * the services' processes found on this machine, if any.
+ */
+export class RemotePlatform {
+  constructor(o) {
+    this.id = `bench${randomBytes(3).toString('hex')}`;
+    this.remote = true;
+    this.jobAddr = o.address;
+    this.schedulerAddr = o.schedulerAddress;
+    this.apiKey = o.apiKey;
+    this.dbUrl = o.databaseUrl;
+  }
+
+  async start() {
+    this.sql = postgres(this.dbUrl, { max: 4, onnotice: () => {} });
+    await this.sql`SELECT 1 FROM jobs LIMIT 1`;
+    return this;
+  }
+
+  pids(service) {
+    return pidsMatching(new RegExp(`services/${service}/dist/main\\.js`));
+  }
+
+  async stop() {
+    await this.sql?.end({ timeout: 2 });
+  }
+}
+
+/** Command-line options that pick the platform to measure (shared by bench and soak). */
+export const targetOptions = {
+  address: { type: 'string' },
+  'scheduler-address': { type: 'string' },
+  'api-key': { type: 'string', default: process.env.AIJOB_API_KEY },
+  'database-url': { type: 'string', default: process.env.DATABASE_URL },
+  workers: { type: 'string', default: '2' },
+  concurrency: { type: 'string', default: '256' },
+};
+
+/** The platform the options name, started and ready. */
+export async function openTarget(values) {
+  if (!values.address) {
+    return new BenchPlatform({ workers: Number(values.workers), concurrency: Number(values.concurrency) }).start();
+  }
+  const missing = ['api-key', 'database-url'].filter((k) => !values[k]);
+  if (missing.length) throw new Error(`--address needs ${missing.map((k) => `--${k}`).join(' and ')} (completions are read from Postgres)`);
+  const host = values.address.replace(/:\d+$/, '');
+  return new RemotePlatform({
+    address: values.address, schedulerAddress: values['scheduler-address'] ?? `${host}:50053`,
+    apiKey: values['api-key'], databaseUrl: values['database-url'],
+  }).start();
 }

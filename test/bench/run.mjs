@@ -1,27 +1,26 @@
 // `npm run bench`: the platform's throughput, latency and footprint on this machine.
 // Flags: --json FILE (write results), --quick (smaller runs), --pending N (jobs held
-// pending for the backlog scenario; default 1 000 000, 0 skips it), --workers N, --concurrency N.
+// pending for the backlog scenario; default 1 000 000, 0 skips it), --workers N, --concurrency N;
+// --address HOST:PORT --api-key KEY --database-url URL [--scheduler-address HOST:PORT] measure
+// a platform that is already running instead of starting one.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import { AijobClient } from '@aijob/sdk';
-import { BenchPlatform } from './launcher.mjs';
+import { openTarget, targetOptions } from './launcher.mjs';
+import { dispatchStats, input, openLoop, round, stats, waitDone as waitRun } from './measure.mjs';
 import { pidsMatching, Sampler } from './procs.mjs';
 
 const { values } = parseArgs({ options: {
-  json: { type: 'string' }, quick: { type: 'boolean', default: false }, pending: { type: 'string' },
-  workers: { type: 'string', default: '2' }, concurrency: { type: 'string', default: '256' },
+  json: { type: 'string' }, quick: { type: 'boolean', default: false }, pending: { type: 'string' }, ...targetOptions,
 } });
 const quick = values.quick;
-const pendingTarget = Number(values.pending ?? (quick ? 100_000 : 1_000_000));
-const input = { prompt: 'x'.repeat(150), n: 1, tags: ['bench', 'echo'] }; // ~200 bytes as JSON
 const log = (m) => process.stderr.write(`bench: ${m}\n`);
 
-const pct = (sorted, p) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
-const stats = (xs) => { const s = [...xs].sort((a, b) => a - b); return { p50: pct(s, 50), p99: pct(s, 99), p999: pct(s, 99.9), n: s.length }; };
-const round = (x, d = 2) => Number(x.toFixed(d));
-
-const platform = await new BenchPlatform({ workers: Number(values.workers), concurrency: Number(values.concurrency) }).start();
+const platform = await openTarget(values);
+// A platform given by address keeps its jobs: no million-job backlog there unless asked for.
+const pendingTarget = Number(values.pending ?? (platform.remote ? 0 : quick ? 100_000 : 1_000_000));
+const tag = (name) => `${platform.id}-${name}`;
 const clients = Array.from({ length: 8 }, () => new AijobClient({
   address: platform.jobAddr, queueAddress: platform.schedulerAddr, apiKey: platform.apiKey, deadlineMs: 60_000,
 }));
@@ -32,23 +31,15 @@ const sampler = new Sampler({
 });
 const results = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, memGb: Math.round(os.totalmem() / 2 ** 30), node: process.version }, runs: {} };
 
-async function waitDone(run, n) {
-  for (;;) {
-    const [{ done }] = await platform.sql`SELECT count(*)::int AS done FROM jobs WHERE labels->>'run' = ${run} AND state = 'SUCCEEDED'`;
-    if (done >= n) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const [{ last }] = await platform.sql`SELECT max(finished_at) AS last FROM jobs WHERE labels->>'run' = ${run}`;
-  return last.getTime();
-}
+const waitDone = (run, n) => waitRun(platform.sql, run, n);
 
 async function warmUp() {
-  await c.submitMany(Array.from({ length: 500 }, () => ({ type: 'echo', input, labels: { run: 'warm' } })));
-  await waitDone('warm', 500);
+  await c.submitMany(Array.from({ length: 500 }, () => ({ type: 'echo', input, labels: { run: tag('warm') } })));
+  await waitDone(tag('warm'), 500);
 }
 
 async function batchThroughput(n) {
-  const run = 'batch';
+  const run = tag('batch');
   const t0 = Date.now();
   let next = 0;
   await Promise.all(clients.slice(0, 4).map(async (cl) => {
@@ -64,7 +55,7 @@ async function batchThroughput(n) {
 }
 
 async function singleThroughput(n, concurrency) {
-  const run = 'single';
+  const run = tag('single');
   const lat = [];
   let next = 0;
   const t0 = Date.now();
@@ -80,41 +71,29 @@ async function singleThroughput(n, concurrency) {
   return { jobs: n, clients: concurrency, endToEndPerSec: Math.round(n / ((end - t0) / 1000)), submitMs: stats(lat) };
 }
 
-async function openLoop(rate, seconds) {
-  const run = `rate${rate}`;
-  const lat = [];
-  const pending = [];
-  const total = rate * seconds;
-  const t0 = performance.now();
-  for (let i = 0; i < total; i++) {
-    const due = t0 + (i * 1000) / rate;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const s = performance.now();
-    pending.push(clients[i % clients.length].submit({ type: 'echo', input, labels: { run } }).then(() => lat.push(performance.now() - s)));
-  }
-  await Promise.all(pending);
-  await waitDone(run, total);
-  const rows = await platform.sql`SELECT extract(epoch FROM (started_at - created_at)) * 1000 AS ms FROM jobs WHERE labels->>'run' = ${run}`;
-  const d = stats(rows.map((r) => Number(r.ms)));
-  return { offeredPerSec: rate, jobs: total, dispatchMs: { p50: round(d.p50), p99: round(d.p99), p999: round(d.p999) },
-    submitMs: Object.fromEntries(Object.entries(stats(lat)).map(([k, v]) => [k, k === 'n' ? v : round(v)])) };
+async function fixedLoad(rate, seconds) {
+  const run = tag(`rate${rate}`);
+  const { jobs, submitMs } = await openLoop(clients, { rate, seconds, labels: { run } });
+  await waitDone(run, jobs);
+  const d = await dispatchStats(platform.sql, run);
+  return { offeredPerSec: rate, jobs, dispatchMs: { p50: d.p50, p99: d.p99, p999: d.p999 }, submitMs: stats(submitMs) };
 }
 
 async function sequentialSubmitLatency(n, queue) {
   const lat = [];
   for (let i = 0; i < n; i++) {
     const s = performance.now();
-    await c.submit({ type: 'echo', input, queue, labels: { run: `seq-${queue}` } });
+    await c.submit({ type: 'echo', input, queue, labels: { run: tag(`seq-${queue}`) } });
     lat.push(performance.now() - s);
   }
   const s = stats(lat);
-  return { p50: round(s.p50), p99: round(s.p99) };
+  return { p50: s.p50, p99: s.p99 };
 }
 
 async function backlog(n) {
-  await c.queues.put('backlog', {});
-  await c.queues.pause('backlog');
+  const queue = tag('backlog');
+  await c.queues.put(queue, {});
+  await c.queues.pause(queue);
   const empty = await sequentialSubmitLatency(quick ? 300 : 1000, 'default');
   const t0 = Date.now();
   let next = 0;
@@ -122,18 +101,20 @@ async function backlog(n) {
     while (next < n) {
       const k = Math.min(1000, n - next);
       next += k;
-      await cl.submitMany(Array.from({ length: k }, () => ({ type: 'echo', queue: 'backlog', input, labels: { run: 'backlog' } })));
+      await cl.submitMany(Array.from({ length: k }, () => ({ type: 'echo', queue, input, labels: { run: tag('backlog') } })));
       if (next % 100_000 < 1000) log(`  ${next} pending`);
     }
   }));
   const fillSeconds = (Date.now() - t0) / 1000;
-  const stats = await c.queues.clusterStats();
+  const cluster = await c.queues.clusterStats();
   const loaded = await sequentialSubmitLatency(quick ? 300 : 1000, 'default');
-  return { pending: Number(stats.totalPending), fillPerSec: Math.round(n / fillSeconds), submitMsEmpty: empty, submitMsWithBacklog: loaded };
+  if (platform.remote) await c.queues.clear(queue, { reason: 'benchmark backlog' });
+  return { pending: Number(cluster.totalPending), fillPerSec: Math.round(n / fillSeconds), submitMsEmpty: empty, submitMsWithBacklog: loaded };
 }
 
 try {
-  log(`platform up (${platform.workers} workers x ${platform.concurrency}); warming up`);
+  log(platform.remote ? `measuring the platform at ${platform.jobAddr}; warming up`
+    : `platform up (${platform.workers} workers x ${platform.concurrency}); warming up`);
   await warmUp();
   log('batch submits (SubmitJobs, 1000 a call)');
   results.runs.batch = await batchThroughput(quick ? 20_000 : 60_000);
@@ -144,7 +125,7 @@ try {
   results.runs.openLoop = [];
   for (const rate of [200, 500, 2000]) {
     log(`open loop at ${rate} jobs/s`);
-    results.runs.openLoop.push(await openLoop(rate, quick ? 5 : 10));
+    results.runs.openLoop.push(await fixedLoad(rate, quick ? 5 : 10));
     log(JSON.stringify(results.runs.openLoop.at(-1)));
   }
   results.resources = sampler.stop();

@@ -83,20 +83,24 @@ t.test('hostile input to every RPC: a proper status every time, no crash, no INT
   const codes = new Map<number, number>();
   const bad: string[] = [];
 
-  const round = async () => {
-    for (const [, def, addr] of services) {
-      for (const m of Object.values(def)) {
-        for (const body of bodies) {
-          for (const md of [authed, anon]) {
-            const code = await rawCall(addr(p), m, body, md);
-            codes.set(code, (codes.get(code) ?? 0) + 1);
-            // A unary call past its deadline means an answer never arrived (a hang, or trailers too big to deliver).
-            const hung = code === grpc.status.DEADLINE_EXCEEDED && !m.responseStream;
-            if (code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN || hung) bad.push(`${m.path} (${body.length} bytes) -> ${grpc.status[code]}`);
-          }
-        }
+  // Every method of every service, eight at a time; each method's bodies one after another.
+  const methods = services.flatMap(([, def, addr]) => Object.values(def).map((m) => ({ m, address: addr(p) })));
+  const fuzzMethod = async ({ m, address }: { m: Method; address: string }) => {
+    for (const body of bodies) {
+      for (const md of [authed, anon]) {
+        const code = await rawCall(address, m, body, md);
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+        // A unary call past its deadline means an answer never arrived (a hang, or trailers too big to deliver).
+        const hung = code === grpc.status.DEADLINE_EXCEEDED && !m.responseStream;
+        if (code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN || hung) bad.push(`${m.path} (${body.length} bytes) -> ${grpc.status[code]}`);
       }
     }
+  };
+  const round = async () => {
+    const queue = [...methods];
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) await fuzzMethod(next);
+    }));
   };
   await round();
   const services4 = p.procs.filter((x) => x.running);
@@ -140,7 +144,9 @@ t.test('hostile input to every RPC: a proper status every time, no crash, no INT
   const after2 = services4.map((x) => rss(x.pid));
   services4.forEach((x, i) => {
     const growth = (after2[i]! - after1[i]!) / 1024 / 1024;
-    t.ok(growth < 40, `${x.name}: RSS ${Math.round(after1[i]! / 1048576)} -> ${Math.round(after2[i]! / 1048576)} MB over the second round`);
+    // A round sends each service hundreds of 1 MB bodies: keeping even a share of them
+    // would show here, while heap that V8 has not yet given back stays within a few dozen MB.
+    t.ok(growth < 64, `${x.name}: RSS ${Math.round(after1[i]! / 1048576)} -> ${Math.round(after2[i]! / 1048576)} MB over the second round`);
   });
   await t.resolves(p.client().get(job.id), 'and it still answers real calls');
 });

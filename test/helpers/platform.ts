@@ -58,15 +58,18 @@ export class Platform {
     await runMigrations(this.dbUrl);
     const auth = await this.spawn('auth', { AIJOB_BOOTSTRAP_API_KEY: this.apiKey });
     this.authAddr = `127.0.0.1:${auth.grpc}`;
-    for (let i = 0; i < (this.o.schedulers ?? 1); i++) {
-      const s = await this.spawn('scheduler', { SCHEDULER_ID: `${this.id}-scheduler-${i}` }, `scheduler-${i}`);
-      this.schedulerAddrs.push(`127.0.0.1:${s.grpc}`);
-    }
-    for (let i = 0; i < (this.o.jobReplicas ?? 1); i++) {
-      const j = await this.spawn('job', {}, `job-${i}`);
-      this.jobAddrs.push(`127.0.0.1:${j.grpc}`);
-    }
-    for (let i = 0; i < (this.o.workers ?? 1); i++) await this.addWorker();
+    // Job replicas need only auth; schedulers start one after another so that scheduler-0
+    // leads; workers need the schedulers' addresses.
+    const jobs = Promise.all(Array.from({ length: this.o.jobReplicas ?? 1 }, (_, i) => this.spawn('job', {}, `job-${i}`)));
+    const schedulers = (async () => {
+      for (let i = 0; i < (this.o.schedulers ?? 1); i++) {
+        const s = await this.spawn('scheduler', { SCHEDULER_ID: `${this.id}-scheduler-${i}` }, `scheduler-${i}`);
+        this.schedulerAddrs.push(`127.0.0.1:${s.grpc}`);
+      }
+    })();
+    const [started] = await Promise.all([jobs, schedulers]);
+    this.jobAddrs.push(...started.map((j) => `127.0.0.1:${j.grpc}`));
+    await Promise.all(Array.from({ length: this.o.workers ?? 1 }, () => this.addWorker()));
     return this;
   }
 
