@@ -21,23 +21,26 @@ export function pidsMatching(re) {
   }).map(Number);
 }
 
-/** Samples groups of processes every `everyMs`: peak RSS (summed per group) and CPU used since start. */
+/** Samples groups of processes every `everyMs`: peak RSS (summed per group, and of its largest process) and CPU used since start. */
 export class Sampler {
   constructor(groups, everyMs = 250) {
     this.groups = groups; // name -> () => pids
     this.peak = {};
+    this.peakProcess = {};
     this.start = {};
     for (const [name, pids] of Object.entries(groups)) {
       this.start[name] = pids().reduce((n, p) => n + (stat(p)?.cpu ?? 0), 0);
       this.peak[name] = 0;
+      this.peakProcess[name] = 0;
     }
     this.timer = setInterval(() => this.sample(), everyMs);
   }
 
   sample() {
     for (const [name, pids] of Object.entries(this.groups)) {
-      const rss = pids().reduce((n, p) => n + (stat(p)?.rss ?? 0), 0);
-      this.peak[name] = Math.max(this.peak[name], rss);
+      const each = pids().map((p) => stat(p)?.rss ?? 0);
+      this.peak[name] = Math.max(this.peak[name], each.reduce((a, b) => a + b, 0));
+      this.peakProcess[name] = Math.max(this.peakProcess[name], ...each);
     }
   }
 
@@ -47,7 +50,10 @@ export class Sampler {
     const out = {};
     for (const [name, pids] of Object.entries(this.groups)) {
       const cpu = pids().reduce((n, p) => n + (stat(p)?.cpu ?? 0), 0) - this.start[name];
-      out[name] = { peakRssMb: Math.round(this.peak[name] / 1024 / 1024), cpuSeconds: Number(cpu.toFixed(1)) };
+      out[name] = {
+        peakRssMb: Math.round(this.peak[name] / 1024 / 1024), peakProcessRssMb: Math.round(this.peakProcess[name] / 1024 / 1024),
+        cpuSeconds: Number(cpu.toFixed(1)),
+      };
     }
     return out;
   }

@@ -2,7 +2,8 @@
 // Flags: --json FILE (write results), --quick (smaller runs), --pending N (jobs held
 // pending for the backlog scenario; default 1 000 000, 0 skips it), --workers N, --concurrency N;
 // --address HOST:PORT --api-key KEY --database-url URL [--scheduler-address HOST:PORT] measure
-// a platform that is already running instead of starting one.
+// a platform that is already running instead of starting one; --only batch,single,load,backlog
+// runs some of the scenarios.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import os from 'node:os';
@@ -12,14 +13,16 @@ import { dispatchStats, input, openLoop, round, stats, waitDone as waitRun } fro
 import { pidsMatching, Sampler } from './procs.mjs';
 
 const { values } = parseArgs({ options: {
-  json: { type: 'string' }, quick: { type: 'boolean', default: false }, pending: { type: 'string' }, ...targetOptions,
+  json: { type: 'string' }, quick: { type: 'boolean', default: false }, pending: { type: 'string' },
+  only: { type: 'string', default: 'batch,single,load,backlog' }, ...targetOptions,
 } });
 const quick = values.quick;
+const only = new Set(values.only.split(','));
 const log = (m) => process.stderr.write(`bench: ${m}\n`);
 
 const platform = await openTarget(values);
 // A platform given by address keeps its jobs: no million-job backlog there unless asked for.
-const pendingTarget = Number(values.pending ?? (platform.remote ? 0 : quick ? 100_000 : 1_000_000));
+const pendingTarget = only.has('backlog') ? Number(values.pending ?? (platform.remote ? 0 : quick ? 100_000 : 1_000_000)) : 0;
 const tag = (name) => `${platform.id}-${name}`;
 const clients = Array.from({ length: 8 }, () => new AijobClient({
   address: platform.jobAddr, queueAddress: platform.schedulerAddr, apiKey: platform.apiKey, deadlineMs: 60_000,
@@ -28,6 +31,7 @@ const c = clients[0];
 const sampler = new Sampler({
   auth: () => platform.pids('auth'), job: () => platform.pids('job'), scheduler: () => platform.pids('scheduler'),
   worker: () => platform.pids('worker'), postgres: () => pidsMatching(/^postgres/), nats: () => pidsMatching(/nats-server/),
+  'bench client': () => [process.pid],
 });
 const results = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, memGb: Math.round(os.totalmem() / 2 ** 30), node: process.version }, runs: {} };
 
@@ -116,17 +120,23 @@ try {
   log(platform.remote ? `measuring the platform at ${platform.jobAddr}; warming up`
     : `platform up (${platform.workers} workers x ${platform.concurrency}); warming up`);
   await warmUp();
-  log('batch submits (SubmitJobs, 1000 a call)');
-  results.runs.batch = await batchThroughput(quick ? 20_000 : 60_000);
-  log(JSON.stringify(results.runs.batch));
-  log('single submits from 64 concurrent callers');
-  results.runs.single = await singleThroughput(quick ? 10_000 : 30_000, 64);
-  log(JSON.stringify(results.runs.single));
-  results.runs.openLoop = [];
-  for (const rate of [200, 500, 2000]) {
-    log(`open loop at ${rate} jobs/s`);
-    results.runs.openLoop.push(await fixedLoad(rate, quick ? 5 : 10));
-    log(JSON.stringify(results.runs.openLoop.at(-1)));
+  if (only.has('batch')) {
+    log('batch submits (SubmitJobs, 1000 a call)');
+    results.runs.batch = await batchThroughput(quick ? 20_000 : 60_000);
+    log(JSON.stringify(results.runs.batch));
+  }
+  if (only.has('single')) {
+    log('single submits from 64 concurrent callers');
+    results.runs.single = await singleThroughput(quick ? 10_000 : 30_000, 64);
+    log(JSON.stringify(results.runs.single));
+  }
+  if (only.has('load')) {
+    results.runs.openLoop = [];
+    for (const rate of [200, 500, 2000]) {
+      log(`open loop at ${rate} jobs/s`);
+      results.runs.openLoop.push(await fixedLoad(rate, quick ? 5 : 10));
+      log(JSON.stringify(results.runs.openLoop.at(-1)));
+    }
   }
   results.resources = sampler.stop();
   if (pendingTarget > 0) {
@@ -145,15 +155,15 @@ const r = results.runs;
 const lines = [
   `aijob benchmark, ${results.date}, ${results.machine.cpus} cores, ${results.machine.memGb} GiB, Node ${results.machine.node}`,
   '',
-  `end to end, batch submits (SubmitJobs x1000):  ${r.batch.endToEndPerSec} jobs/s  (submits accepted at ${r.batch.submitPerSec}/s)`,
-  `end to end, single submits, 64 callers:       ${r.single.endToEndPerSec} jobs/s  (submit p50 ${round(r.single.submitMs.p50)} ms, p99 ${round(r.single.submitMs.p99)} ms)`,
-  '',
-  'offered load   dispatch p50 / p99 / p99.9 (ms)   submit p50 / p99 (ms)',
-  ...r.openLoop.map((o) => `${String(o.offeredPerSec).padStart(6)} jobs/s   ${`${o.dispatchMs.p50} / ${o.dispatchMs.p99} / ${o.dispatchMs.p999}`.padEnd(32)}${o.submitMs.p50} / ${o.submitMs.p99}`),
-  '',
-  'process      peak RSS (MB)   CPU (s)',
-  ...Object.entries(results.resources).map(([k, v]) => `${k.padEnd(12)} ${String(v.peakRssMb).padStart(13)}   ${v.cpuSeconds}`),
 ];
+if (r.batch) lines.push(`end to end, batch submits (SubmitJobs x1000):  ${r.batch.endToEndPerSec} jobs/s  (submits accepted at ${r.batch.submitPerSec}/s)`);
+if (r.single) lines.push(`end to end, single submits, 64 callers:       ${r.single.endToEndPerSec} jobs/s  (submit p50 ${r.single.submitMs.p50} ms, p99 ${r.single.submitMs.p99} ms)`);
+if (r.openLoop) {
+  lines.push('', 'offered load   dispatch p50 / p99 / p99.9 (ms)   submit p50 / p99 (ms)',
+    ...r.openLoop.map((o) => `${String(o.offeredPerSec).padStart(6)} jobs/s   ${`${o.dispatchMs.p50} / ${o.dispatchMs.p99} / ${o.dispatchMs.p999}`.padEnd(32)}${o.submitMs.p50} / ${o.submitMs.p99}`));
+}
+lines.push('', 'process      peak RSS (MB, largest process / all)   CPU (s)',
+  ...Object.entries(results.resources).map(([k, v]) => `${k.padEnd(12)} ${`${v.peakProcessRssMb} / ${v.peakRssMb}`.padStart(20)}                    ${v.cpuSeconds}`));
 if (r.backlog) {
   lines.push('', `with ${r.backlog.pending} pending: submit p50 ${r.backlog.submitMsWithBacklog.p50} ms, p99 ${r.backlog.submitMsWithBacklog.p99} ms` +
     ` (empty: ${r.backlog.submitMsEmpty.p50} / ${r.backlog.submitMsEmpty.p99}); scheduler peak RSS ${r.backlog.resources.scheduler.peakRssMb} MB` +
