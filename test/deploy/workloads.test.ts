@@ -2,6 +2,7 @@
 // service's config schema knows is provided (ConfigMap, Secret or pod field) and
 // parses, nothing unknown is set; pods are hardened, probed, spread and budgeted.
 import t from 'tap';
+import { LIVENESS_SERVICE } from '@aijob/platform';
 import { build, find, ofKind, overlays, readText, type K8s } from './manifest-files.js';
 import {
   configShape, containerEnv, defaults, migrateVariables, otelVariables, parseEnv, portOf, services,
@@ -110,14 +111,18 @@ t.test('pods are hardened, probed, sized and spread', async (t) => {
     const name = d['metadata']['name'];
     const c = containerOf(d);
     const grpc = (c['ports'] as K8s[]).find((p) => p['name'] === 'grpc');
+    // Liveness (and startup) must not follow dependencies, or an outage of NATS would
+    // restart every pod: gRPC services answer them on the always-SERVING health name.
     if (grpc) {
-      t.same(c['readinessProbe']['grpc'], { port: grpc['containerPort'] }, `${name}: native gRPC readiness probe (grpc.health.v1)`);
-      t.same(c['startupProbe']['grpc'], { port: grpc['containerPort'] }, `${name}: native gRPC startup probe`);
+      t.same(c['readinessProbe']['grpc'], { port: grpc['containerPort'] }, `${name}: native gRPC readiness probe ('' follows readiness)`);
+      t.same(c['startupProbe']['grpc'], { port: grpc['containerPort'], service: LIVENESS_SERVICE }, `${name}: native gRPC startup probe`);
+      t.same(c['livenessProbe']['grpc'], { port: grpc['containerPort'], service: LIVENESS_SERVICE }, `${name}: native gRPC liveness probe`);
+      t.notOk(c['livenessProbe']['httpGet'], `${name}: no HTTP liveness beside it`);
     } else {
+      // Workers serve no gRPC: HTTP probes on the ops port.
       t.same(c['readinessProbe']['httpGet'], { path: '/readyz', port: 'ops' }, `${name}: HTTP readiness on the ops port`);
+      t.same(c['livenessProbe']['httpGet'], { path: '/healthz', port: 'ops' }, `${name}: liveness is /healthz`);
     }
-    // Liveness must not follow dependencies, or an outage of NATS would restart every pod.
-    t.same(c['livenessProbe']['httpGet'], { path: '/healthz', port: 'ops' }, `${name}: liveness is /healthz`);
     const spread = d['spec']['template']['spec']['topologySpreadConstraints'] as K8s[];
     t.same(spread.map((s) => s['topologyKey']).sort(), ['kubernetes.io/hostname', 'topology.kubernetes.io/zone'], `${name}: spread over hosts and zones`);
     for (const s of spread) t.ok(selects(s['labelSelector']['matchLabels'], podLabels(d)), `${name}: spread counts its own pods`);

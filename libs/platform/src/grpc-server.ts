@@ -61,12 +61,19 @@ export interface GrpcServerOptions {
 }
 
 /**
+ * The grpc.health.v1 service name that answers SERVING for as long as the server runs:
+ * for liveness probes, which must not follow dependencies ('' and the service names
+ * follow readiness).
+ */
+export const LIVENESS_SERVICE = 'liveness';
+
+/**
  * A gRPC server with grpc.health.v1, server reflection, per-RPC metrics and logs, the
  * access check, and one error mapping (errors.ts → status) for every handler.
  */
 export class GrpcServer {
   readonly server: grpc.Server;
-  readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  readonly health = new HealthImplementation({ '': 'NOT_SERVING', [LIVENESS_SERVICE]: 'SERVING' });
   private readonly serviceNames: string[] = [];
   private readonly metrics = { handled: grpcMetrics.handled(), started: grpcMetrics.started(), handling: grpcMetrics.handling() };
 
