@@ -26,7 +26,7 @@ export class BenchPlatform {
 
   env(extra = {}) {
     return {
-      PATH: process.env.PATH, DATABASE_URL: this.dbUrl, NATS_URL: this.nats, AIJOB_NAMESPACE: this.id, GRPC_HOST: '127.0.0.1',
+      PATH: process.env.PATH, ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}), DATABASE_URL: this.dbUrl, NATS_URL: this.nats, AIJOB_NAMESPACE: this.id, GRPC_HOST: '127.0.0.1',
       GRPC_PORT: '0', OPS_PORT: '0', LOG_LEVEL: 'warn', AUTH_ADDR: this.authAddr ?? '', SCHEDULER_ADDR: this.schedulerAddr ?? '',
       MAX_PENDING: '2000000', DATABASE_POOL_MAX: '16', ...(process.env.OTEL_SDK_DISABLED ? { OTEL_SDK_DISABLED: 'true' } : {}), ...extra,
     };
@@ -136,10 +136,14 @@ export const targetOptions = {
   concurrency: { type: 'string', default: '256' },
 };
 
-/** The platform the options name, started and ready. */
+/** The platform the options name, started and ready; Ctrl-C stops what it started. */
 export async function openTarget(values) {
   if (!values.address) {
-    return new BenchPlatform({ workers: Number(values.workers), concurrency: Number(values.concurrency) }).start();
+    const platform = new BenchPlatform({ workers: Number(values.workers), concurrency: Number(values.concurrency) });
+    for (const sig of ['SIGINT', 'SIGTERM']) {
+      process.once(sig, () => { platform.stop().finally(() => process.exit(130)); });
+    }
+    return platform.start();
   }
   const missing = ['api-key', 'database-url'].filter((k) => !values[k]);
   if (missing.length) throw new Error(`--address needs ${missing.map((k) => `--${k}`).join(' and ')} (completions are read from Postgres)`);
