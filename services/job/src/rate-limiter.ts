@@ -2,70 +2,122 @@ import { ResourceExhaustedError } from '@aijob/platform';
 import type { Store } from '@aijob/store';
 
 const WINDOW_MS = 60_000;
+/** The window is counted in slots of this length (a tenth of it). */
+export const SLOT_MS = 6_000;
+const SLOTS = WINDOW_MS / SLOT_MS;
 
 interface Allowance {
-  window: number;
+  /** Start of the slot the allowance was reserved in; it is only spent within that slot. */
+  slot: number;
   left: number;
-  exhausted: boolean;
+  /** How many to reserve next: doubles while a slot runs dry, halves when one ends with some left. */
+  chunk: number;
+  /** Refused until then without asking Postgres (unless the limit changes). */
+  refusedUntil: number;
+  limit: number;
   pending?: Promise<void>;
 }
 
 /**
- * Per-workspace request limits shared by every job-service replica. Each replica
- * reserves chunks of a workspace's per-minute allowance from Postgres atomically, so
- * together they never admit more than the limit; small chunks (a twentieth) keep what
- * one replica holds unused while another is refused within a few percent.
+ * Per-workspace request limits over a sliding 60-second window, shared by every
+ * job-service replica through Postgres. Requests are counted per 6-second slot
+ * (rate_windows rows); a replica reserves chunks of allowance in the current slot only
+ * while the slot and the ten before it (66 s) hold fewer than the limit, so any 60
+ * seconds, across minute edges too, admit at most the limit. An allowance is spent only
+ * in the slot it was reserved in, and what is left when the slot ends is given back.
+ * Chunks start at one request and grow to a twentieth of the limit, so a busy workspace
+ * costs a few reservations a slot and no per-request round trip.
  */
 export class RateLimiter {
   private readonly allowances = new Map<string, Allowance>();
+  private sweptSlot = 0;
 
   constructor(private readonly store: Store, private readonly now: () => number = Date.now) {}
 
   /** Admits one request of `workspaceId` under `perMinute` (0: unlimited) or throws RESOURCE_EXHAUSTED. */
   async take(workspaceId: string, perMinute: number): Promise<void> {
     if (perMinute <= 0) return;
-    const now = this.now();
-    const window = Math.floor(now / WINDOW_MS) * WINDOW_MS;
     let a = this.allowances.get(workspaceId);
-    if (!a || a.window !== window) {
-      a = { window, left: 0, exhausted: false };
-      this.allowances.set(workspaceId, a);
-      this.sweep(window);
+    if (!a) this.allowances.set(workspaceId, (a = { slot: 0, left: 0, chunk: 1, refusedUntil: 0, limit: perMinute }));
+    if (a.limit !== perMinute) {
+      a.limit = perMinute;
+      a.refusedUntil = 0;
     }
-    while (a.left <= 0) {
-      if (a.exhausted) {
+    for (;;) {
+      const now = this.now();
+      const slot = Math.floor(now / SLOT_MS) * SLOT_MS;
+      this.sweep(slot, workspaceId);
+      if (a.slot !== slot) this.release(workspaceId, a, slot);
+      if (a.left > 0) break;
+      if (now < a.refusedUntil) {
         throw new ResourceExhaustedError(`workspace ${workspaceId} exceeded ${perMinute} requests per minute`,
-          window + WINDOW_MS - now, 'RATE_LIMITED');
+          a.refusedUntil - now, 'RATE_LIMITED');
       }
-      a.pending ??= this.reserve(workspaceId, window, perMinute, a).finally(() => { a!.pending = undefined; });
+      a.pending ??= this.reserve(workspaceId, slot, perMinute, a).finally(() => { a!.pending = undefined; });
       await a.pending;
     }
     a.left--;
   }
 
-  private async reserve(workspaceId: string, window: number, perMinute: number, a: Allowance): Promise<void> {
-    const chunk = Math.max(1, Math.floor(perMinute / 20));
-    const granted = await this.store.sql.begin(async (tx) => {
-      await tx`INSERT INTO rate_windows (workspace_id, window_start, used) VALUES (${workspaceId}, ${new Date(window)}, 0)
-        ON CONFLICT DO NOTHING`;
-      const [row] = await tx<{ used: number }[]>`
-        SELECT used FROM rate_windows WHERE workspace_id = ${workspaceId} AND window_start = ${new Date(window)} FOR UPDATE`;
-      const take = Math.max(0, Math.min(chunk, perMinute - row!.used));
+  /** Moves an allowance to a new slot, giving back what is left of the old one. */
+  private release(workspaceId: string, a: Allowance, slot: number): void {
+    if (a.left > 0) {
+      a.chunk = Math.max(1, Math.floor(a.chunk / 2));
+      this.giveBack(workspaceId, a.slot, a.left);
+    }
+    a.slot = slot;
+    a.left = 0;
+  }
+
+  /** Uncounts allowance never spent (off the request path; a lost one only refuses a little early). */
+  private giveBack(workspaceId: string, slot: number, n: number): void {
+    this.store.sql`UPDATE rate_windows SET used = GREATEST(used - ${n}, 0)
+      WHERE workspace_id = ${workspaceId} AND window_start = ${new Date(slot)}`.catch(() => undefined);
+  }
+
+  private async reserve(workspaceId: string, slot: number, perMinute: number, a: Allowance): Promise<void> {
+    const cap = Math.max(1, Math.floor(perMinute / 20));
+    const want = Math.min(cap, a.chunk);
+    const since = new Date(slot - SLOTS * SLOT_MS);
+    const { granted, oldest } = await this.store.sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(712004, hashtext(${workspaceId}))`;
+      const [row] = await tx<{ used: number; oldest: Date | null }[]>`
+        SELECT COALESCE(sum(used), 0)::int AS used, min(window_start) FILTER (WHERE used > 0) AS oldest
+        FROM rate_windows WHERE workspace_id = ${workspaceId} AND window_start >= ${since}`;
+      const take = Math.max(0, Math.min(want, perMinute - row!.used));
       if (take > 0) {
-        await tx`UPDATE rate_windows SET used = used + ${take}
-          WHERE workspace_id = ${workspaceId} AND window_start = ${new Date(window)}`;
+        await tx`INSERT INTO rate_windows (workspace_id, window_start, used) VALUES (${workspaceId}, ${new Date(slot)}, ${take})
+          ON CONFLICT (workspace_id, window_start) DO UPDATE SET used = rate_windows.used + ${take}`;
       }
-      return take;
+      return { granted: take, oldest: row!.oldest };
     });
-    if (granted === 0) a.exhausted = true;
+    if (a.slot !== slot) {
+      // The slot ended while reserving: give it back rather than spend it late.
+      if (granted > 0) this.giveBack(workspaceId, slot, granted);
+      return;
+    }
     a.left += granted;
+    if (granted === 0) {
+      // Allowance frees up when the oldest counted slot leaves the window.
+      a.refusedUntil = Math.max(slot + SLOT_MS, (oldest?.getTime() ?? slot) + (SLOTS + 1) * SLOT_MS);
+    } else if (granted === want) {
+      a.chunk = Math.min(cap, a.chunk * 2);
+    }
   }
 
-  private sweep(window: number): void {
-    for (const [ws, a] of this.allowances) if (a.window < window) this.allowances.delete(ws);
+  /** Once a slot: gives back what idle workspaces were left holding, and forgets them. */
+  private sweep(slot: number, except: string): void {
+    if (this.sweptSlot === slot) return;
+    this.sweptSlot = slot;
+    for (const [ws, a] of this.allowances) {
+      if (ws !== except && a.slot < slot && !a.pending && a.refusedUntil <= slot) {
+        this.release(ws, a, slot);
+        this.allowances.delete(ws);
+      }
+    }
   }
 
-  /** Drops windows older than an hour (called from a timer). */
+  /** Drops slots older than an hour (called from a timer). */
   async prune(): Promise<void> {
     await this.store.sql`DELETE FROM rate_windows WHERE window_start < now() - interval '1 hour'`;
   }
