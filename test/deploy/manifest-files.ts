@@ -105,6 +105,7 @@ export function build(dir: string): K8s[] {
   out = out.map((o) => {
     const spec = o['kind'] === 'Job' || o['kind'] === 'Deployment' ? o['spec']['template']['spec'] : undefined;
     if (spec) spec.containers = spec.containers.map(retag);
+    if (spec?.initContainers) spec.initContainers = spec.initContainers.map(retag);
     const labels = Object.assign({}, ...((k['labels'] ?? []) as { pairs: K8s }[]).map((l) => l.pairs));
     const metadata = { ...o['metadata'], labels: { ...o['metadata']['labels'], ...labels } };
     if (k['namespace'] && !clusterScoped.has(o['kind'])) metadata.namespace = k['namespace'];

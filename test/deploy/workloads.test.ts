@@ -96,6 +96,35 @@ t.test('the migration Job runs `npm run migrate` with only what it reads', async
   t.equal(job['spec']['template']['metadata']['annotations']['sidecar.istio.io/inject'], 'false', 'no sidecar to keep it running');
 });
 
+t.test('services that own tables wait for the migrations in an init container', async (t) => {
+  for (const [name, docs] of builds) {
+    for (const service of services) {
+      const d = find(docs, 'Deployment', `aijob-${service}`);
+      const pod = d['spec']['template']['spec'];
+      const env = containerEnv(docs, containerOf(d)).values;
+      const inits = (pod['initContainers'] ?? []) as K8s[];
+      if (!('DATABASE_URL' in env)) {
+        t.same(inits, [], `${name}/${service}: no database, nothing to wait for`);
+        continue;
+      }
+      t.equal(parseEnv(await configShape(service), env)['MIGRATE_ON_START'], false, `${name}/${service}: does not migrate itself`);
+      t.equal(inits.length, 1, `${name}/${service}: one init container`);
+      const init = inits[0]!;
+      t.same(init['args'], ['migrate', '--wait'], `${name}/${service}: runs \`migrate --wait\``);
+      t.equal(init['image'], containerOf(d)['image'], `${name}/${service}: from the same image (its migrations are the ones awaited)`);
+      const ie = containerEnv(docs, init);
+      t.same(ie.problems, []);
+      t.same(Object.keys(ie.values).sort(), migrateVariables().sort(), `${name}/${service}: with only what migrate-cli reads`);
+      t.equal(ie.values['DATABASE_URL'], env['DATABASE_URL'], `${name}/${service}: the same database`);
+      t.same([init['securityContext']['allowPrivilegeEscalation'], init['securityContext']['readOnlyRootFilesystem'], init['securityContext']['capabilities']['drop']],
+        [false, true, ['ALL']], `${name}/${service}: hardened like the service`);
+      t.ok(init['resources']['limits']['memory'], `${name}/${service}: bounded`);
+      const excluded = String(d['spec']['template']['metadata']['annotations']['traffic.sidecar.istio.io/excludeOutboundPorts']).split(',');
+      t.ok(excluded.includes(String(portOf(env['DATABASE_URL']!))), `${name}/${service}: Postgres bypasses the sidecar, which is not up yet`);
+    }
+  }
+});
+
 t.test('pods are hardened, probed, sized and spread', async (t) => {
   for (const w of [...ofKind(base, 'Deployment'), ...ofKind(base, 'Job')]) {
     const name = w['metadata']['name'];
