@@ -87,9 +87,11 @@ t.test('dead letters: list, count, retry by filter with overrides, purge', async
   t.same(audit.map((r) => r['action']), ['dlq.retry', 'dlq.purge'], 'bulk actions audited');
 });
 
-t.test('cancel aborts a running handler within a second; a timeout fails the attempt', async (t) => {
-  const p = await startPlatform(t, { workers: 1 });
+t.test('cancel aborts a running handler within a second; a timeout fails the attempt; in-progress acks keep a long attempt', async (t) => {
+  // ack_wait of 2 s: a job running longer stays with its worker only through in-progress acks.
+  const p = await startPlatform(t, { workers: 1, serviceEnv: { worker: { ACK_WAIT_MS: '2000' } } });
   const c = p.client();
+  const long = await c.submit({ type: 'sleep', input: { ms: 5_000 }, labels: { case: 'long' } });
   const job = await c.submit({ type: 'sleep', input: { ms: 60_000 } });
   await waitFor(async () => (await c.get(job.id)).state === JobState.JOB_STATE_RUNNING, 20_000, 'running');
   const cancelledAt = Date.now();
@@ -103,6 +105,12 @@ t.test('cancel aborts a running handler within a second; a timeout fails the att
   const slow = await c.submitAndWait({ type: 'sleep', input: { ms: 60_000 }, timeoutMs: 300, maxAttempts: 1 }, { timeoutMs: 20_000 });
   t.equal(slow.state, JobState.JOB_STATE_FAILED);
   t.same(slow.error, { code: 'TIMEOUT', message: 'timed out after 300 ms', retryable: true });
+
+  const done = await waitFor(async () => { const j = await c.get(long.id); return j.state === JobState.JOB_STATE_SUCCEEDED ? j : undefined; },
+    20_000, 'the long job to succeed');
+  t.equal(done.attempt, 1, 'the 5 s job ran past a 2 s ack_wait as one attempt');
+  const runs = /worker_jobs_processed_total\{queue="default",type="sleep",status="succeeded"\} (\d+)/.exec(await p.metrics('worker-0'))?.[1];
+  t.equal(runs, '1', 'and its message was not redelivered to run it again');
 });
 
 t.test('SIGTERM during work finishes what it holds and loses no job', async (t) => {

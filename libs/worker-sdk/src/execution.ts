@@ -10,8 +10,6 @@ export interface ExecutionDeps {
   workerId: string;
   log: Logger;
   emit: (event: JobEvent) => Promise<void>;
-  /** ack_wait of the dispatch consumer; in-progress acks go out at a third of it. */
-  ackWaitMs: number;
 }
 
 /** The outcome of one attempt. */
@@ -60,13 +58,25 @@ export class Execution {
 
   private traceparent = '';
 
+  /** Tells JetStream the attempt is still being worked on, so the message is not redelivered. */
+  keepAlive(): void {
+    this.msg.working();
+  }
+
+  /** The attempt's logger, made on first use (a pino child costs more than most handlers). */
+  private get log(): Logger {
+    this.logger ??= this.d.log.child({ job_id: this.info.id, attempt: this.info.attempt, type: this.info.type });
+    return this.logger;
+  }
+
+  private logger: Logger | undefined;
+
   private async attempt(handler: Handler | undefined): Promise<Outcome> {
-    const log = this.d.log.child({ job_id: this.info.id, attempt: this.info.attempt, type: this.info.type });
     void this.d.emit(this.event(JobState.JOB_STATE_RUNNING, {})).catch(() => undefined);
-    const working = setInterval(() => this.msg.working(), Math.max(1_000, this.d.ackWaitMs / 3));
     const timeout = setTimeout(() => this.cancel('timeout', `timed out after ${this.info.timeoutMs} ms`), this.info.timeoutMs);
     let outcome: Outcome;
     try {
+      const self = this;
       if (!handler) throw failureAsError({ code: 'UNKNOWN_JOB_TYPE', message: `no handler for job type "${this.info.type}"`, retryable: false });
       const result = await raceAbort(handler(this.info, {
         signal: this.abort.signal,
@@ -74,13 +84,12 @@ export class Execution {
         idempotencyKey: this.job.idempotencyKey || this.info.id,
         progress: (pct, note) => this.progress(pct, note ?? ''),
         reportUsage: (u) => this.record(u),
-        log,
+        get log() { return self.log; },
       }), this.abort.signal);
       outcome = { kind: 'succeeded', output: asOutput(result) };
     } catch (err) {
       outcome = this.outcomeOf(err);
     } finally {
-      clearInterval(working);
       clearTimeout(timeout);
       if (this.progressTimer) clearTimeout(this.progressTimer);
     }
@@ -94,7 +103,7 @@ export class Execution {
         } });
     await this.d.emit(end);
     this.msg.ack();
-    if (outcome.kind === 'failed') log.info({ code: outcome.failure.code, retryable: outcome.failure.retryable }, 'attempt failed');
+    if (outcome.kind === 'failed') this.log.info({ code: outcome.failure.code, retryable: outcome.failure.retryable }, 'attempt failed');
     return outcome;
   }
 

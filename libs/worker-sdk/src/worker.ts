@@ -58,6 +58,7 @@ export class Worker {
   private outstanding = 0;
   private wakeLoops: (() => void)[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private keepAliveTimer: NodeJS.Timeout | undefined;
   private readonly concurrency: number;
   private readonly queues: string[];
   private readonly metrics = {
@@ -119,6 +120,10 @@ export class Worker {
       };
       this.loops.push(this.pull(await open(), open));
     }
+    // One timer keeps every running attempt's message alive (in-progress acks at a third of ack_wait).
+    this.keepAliveTimer = setInterval(() => {
+      for (const e of this.running.values()) e.keepAlive();
+    }, Math.max(1_000, this.ackWaitMs / 3));
     await this.heartbeat(md);
     this.log.info({ queues: this.queues, concurrency: this.concurrency, types: this.jobTypes }, 'worker started');
   }
@@ -137,6 +142,7 @@ export class Worker {
     while (this.running.size > 0) await new Promise((r) => setTimeout(r, 20));
     await Promise.all(this.loops);
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+    clearInterval(this.keepAliveTimer);
     await this.sendHeartbeat(new grpc.Metadata()).catch(() => undefined);
     await this.events?.close();
     this.scheduler?.close();
@@ -203,7 +209,7 @@ export class Worker {
       m.ack();
       return;
     }
-    const placeholder = { cancel() {} } as unknown as Execution;
+    const placeholder = { cancel() {}, keepAlive() {} } as unknown as Execution;
     this.running.set(job.jobId, placeholder);
     try {
       const ageMs = Date.now() - Number(m.info.timestampNanos / 1_000_000);
@@ -212,7 +218,7 @@ export class Worker {
         m.ack();
         return;
       }
-      const exec = new Execution(job, m, { workerId: this.id, log: this.log, emit: (e) => this.emit(e), ackWaitMs: this.ackWaitMs });
+      const exec = new Execution(job, m, { workerId: this.id, log: this.log, emit: (e) => this.emit(e) });
       this.running.set(job.jobId, exec);
       if (job.createdAt) this.metrics.dispatch.observe({ queue: job.queue }, Math.max(0, Date.now() - job.createdAt.getTime()) / 1000);
       const outcome = await exec.run(this.handlers.get(job.type));
