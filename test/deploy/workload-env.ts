@@ -41,6 +41,10 @@ export const otelVariables = new Set([
 
 /** Stand-ins for Secret values, shaped like the real ones, so the schemas can parse them. */
 const secretSamples: Record<string, string> = {
+  NATS_AUTH_PASSWORD: 'a'.repeat(48),
+  NATS_JOB_PASSWORD: 'b'.repeat(48),
+  NATS_SCHEDULER_PASSWORD: 'c'.repeat(48),
+  NATS_WORKER_PASSWORD: 'd'.repeat(48),
   DATABASE_URL: 'postgres://aijob:secret@aijob-pg-rw:5432/aijob?sslmode=require',
   INTERNAL_TOKEN: 'x'.repeat(48),
   LLM_PROVIDERS: '{}',

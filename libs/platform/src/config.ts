@@ -35,6 +35,9 @@ export const commonEnv = {
   DATABASE_URL: z.string().min(1).default('postgres://postgres@127.0.0.1:5432/aijob'),
   DATABASE_POOL_MAX: int(10, 1, 500),
   NATS_URL: list('nats://127.0.0.1:4222'),
+  /** NATS user and password when the servers require them (deploy/nats/values.yaml does); both or neither. */
+  NATS_USER: z.string().min(1).optional(),
+  NATS_PASSWORD: z.string().min(1).optional(),
   /** Prefix of every NATS subject, stream and bucket, so several platforms share one NATS. */
   AIJOB_NAMESPACE: z
     .string()

@@ -20,7 +20,7 @@ collectProcessMetrics();
 if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
 const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-auth' });
 const t = topology(config.AIJOB_NAMESPACE);
-const bus = await connectBus({ servers: config.NATS_URL, name: 'aijob-auth', log });
+const bus = await connectBus({ servers: config.NATS_URL, user: config.NATS_USER, pass: config.NATS_PASSWORD, name: 'aijob-auth', log });
 const keys = new SigningKeys(store, { issuer: config.TOKEN_ISSUER, audience: config.TOKEN_AUDIENCE });
 await keys.ensureActive();
 await bootstrap(store, {

@@ -27,7 +27,7 @@ collectProcessMetrics();
 if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
 const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-job' });
 const t = topology(config.AIJOB_NAMESPACE);
-const bus = await connectBus({ servers: config.NATS_URL, name: 'aijob-job', log });
+const bus = await connectBus({ servers: config.NATS_URL, user: config.NATS_USER, pass: config.NATS_PASSWORD, name: 'aijob-job', log });
 /** Streams and this service's durable, created if missing (at start, and again if NATS lost them). */
 async function openEvents() {
   await ensureStreams(bus.jsm, t, { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS });

@@ -23,7 +23,7 @@ collectProcessMetrics();
 if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
 const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-scheduler' });
 const t = topology(config.AIJOB_NAMESPACE);
-const bus = await connectBus({ servers: config.NATS_URL, name: 'aijob-scheduler', log });
+const bus = await connectBus({ servers: config.NATS_URL, user: config.NATS_USER, pass: config.NATS_PASSWORD, name: 'aijob-scheduler', log });
 
 const registry = new WorkerRegistry(bus.nc, {
   bucket: t.buckets.workers, intervalMs: config.HEARTBEAT_INTERVAL_MS, replicas: config.NATS_REPLICAS, log,

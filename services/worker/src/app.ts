@@ -1,4 +1,5 @@
 import { collectProcessMetrics, createLogger, handleShutdown, Readiness, startOpsServer } from '@aijob/platform';
+import { withCredentials } from '@aijob/bus';
 import { Worker } from '@aijob/worker';
 import { stopTelemetry } from '@aijob/platform/telemetry';
 import { loadWorkerConfig } from './config.js';
@@ -12,7 +13,7 @@ const log = createLogger('worker', config.LOG_LEVEL);
 collectProcessMetrics();
 
 const worker = new Worker({
-  servers: config.NATS_URL, schedulerAddress: config.SCHEDULER_ADDR, queues: config.WORKER_QUEUES,
+  servers: withCredentials(config.NATS_URL, config.NATS_USER, config.NATS_PASSWORD), schedulerAddress: config.SCHEDULER_ADDR, queues: config.WORKER_QUEUES,
   concurrency: config.WORKER_CONCURRENCY, namespace: config.AIJOB_NAMESPACE, workerId: config.WORKER_ID,
   internalToken: config.INTERNAL_TOKEN, log, heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
   ackWaitMs: config.ACK_WAIT_MS, replicas: config.NATS_REPLICAS, gpu: gpuProbe(),

@@ -5,6 +5,8 @@ import { bool, commonEnv, ConfigError, int, list, loadConfig, port } from '@aijo
 export const workerEnv = {
   LOG_LEVEL: commonEnv.LOG_LEVEL,
   NATS_URL: commonEnv.NATS_URL,
+  NATS_USER: commonEnv.NATS_USER,
+  NATS_PASSWORD: commonEnv.NATS_PASSWORD,
   AIJOB_NAMESPACE: commonEnv.AIJOB_NAMESPACE,
   GRPC_HOST: commonEnv.GRPC_HOST,
   SHUTDOWN_GRACE_MS: commonEnv.SHUTDOWN_GRACE_MS,
