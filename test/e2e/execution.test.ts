@@ -29,6 +29,22 @@ t.test('a handler registered through the library runs in its own worker process'
   t.equal(bad.state, JobState.JOB_STATE_FAILED);
   t.same(bad.error, { code: 'INVALID_INPUT', message: 'texts must be a list', retryable: false }, 'non-retryable error, no retry');
   t.equal(bad.attempt, 1);
+
+  // A stock worker on the same queue: each kind runs the types it has handlers for and
+  // passes the others on, so nothing fails as UNKNOWN_JOB_TYPE.
+  await p.addWorker({ WORKER_QUEUES: 'custom' });
+  const mixed = await c.submitMany(Array.from({ length: 12 }, (_, i) => i % 2
+    ? { type: 'embed.batch', queue: 'custom', input: { texts: ['x'] } }
+    : { type: 'echo', queue: 'custom', input: { i } }));
+  const ended = await waitFor(async () => {
+    const js = await Promise.all(mixed.map((j) => c.get(j.id)));
+    return js.every((j) => j.state === JobState.JOB_STATE_SUCCEEDED || j.state === JobState.JOB_STATE_FAILED) ? js : undefined;
+  }, 30_000, 'the mixed jobs to end');
+  t.same(ended.map((j) => stateName(j.state)), mixed.map(() => 'SUCCEEDED'), 'every job ran on a worker that has its handler');
+  const ran = await p.sql()`SELECT DISTINCT type, worker_id FROM jobs WHERE queue = 'custom' AND type IN ('echo', 'embed.batch')
+    AND id = ANY(${mixed.map((j) => j.id)}::uuid[]) ORDER BY type`;
+  t.same(ran.map((r) => r['type']), ['echo', 'embed.batch'], 'one kind of worker per type');
+  t.equal(ran.find((r) => r['type'] === 'echo')?.['worker_id'], `${p.id}-worker-0`, 'echo ran on the stock worker');
 });
 
 t.test('usage is recorded, costed, reported, and held to a monthly budget', async (t) => {
@@ -128,4 +144,21 @@ t.test('SIGTERM during work finishes what it holds and loses no job', async (t) 
     return js.every((j) => j.state === JobState.JOB_STATE_SUCCEEDED) ? js : undefined;
   }, 30_000, 'every job to succeed');
   t.ok(all.every((j) => j.attempt === 1), 'no attempt lost or repeated');
+
+  // Past the grace period the attempts still running are handed back, not failed: they
+  // finish on another worker as the same attempt (max_attempts 1 leaves none to spare).
+  const quick = await p.addWorker({ SHUTDOWN_GRACE_MS: '300' });
+  const quickId = `${p.id}-worker-2`;
+  const long = await c.submitMany(Array.from({ length: 4 }, () => ({ type: 'sleep', input: { ms: 2_500 }, maxAttempts: 1 })));
+  await waitFor(async () => (await p.sql()`SELECT count(*)::int AS n FROM jobs
+    WHERE state = 'RUNNING' AND worker_id = ${quickId}`)[0]!['n'] === 2, 20_000, 'the short-grace worker to hold two');
+  t.equal(await quick.stop(), 0, 'the short-grace worker exits cleanly');
+  t.equal(quick.lines.filter((l) => l['msg'] === 'attempt handed back at shutdown').length, 2, 'it handed back both');
+  const finished = await waitFor(async () => {
+    const js = await Promise.all(long.map((j) => c.get(j.id)));
+    return js.every((j) => j.state !== JobState.JOB_STATE_RUNNING && j.state !== JobState.JOB_STATE_DISPATCHED) ? js : undefined;
+  }, 30_000, 'the long jobs to end');
+  t.same(finished.map((j) => [stateName(j.state), j.attempt]), long.map(() => ['SUCCEEDED', 1]), 'all succeeded, as their first attempt');
+  const [{ n }] = await p.sql()`SELECT count(*)::int AS n FROM job_events WHERE state = 'DISPATCHED' AND detail->>'handed_back' = 'true'`;
+  t.equal(n, 2, 'the history records the two hand-backs');
 });

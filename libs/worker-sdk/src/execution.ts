@@ -12,11 +12,12 @@ export interface ExecutionDeps {
   emit: (event: JobEvent) => Promise<void>;
 }
 
-/** The outcome of one attempt. */
+/** The outcome of one attempt; `handed_back` when the worker stopped before it ended. */
 export type Outcome =
   | { kind: 'succeeded'; output: Record<string, unknown> }
   | { kind: 'failed'; failure: JobFailure }
-  | { kind: 'cancelled' };
+  | { kind: 'cancelled' }
+  | { kind: 'handed_back' };
 
 /**
  * Runs one attempt: RUNNING event, the handler under its timeout and cancel signal,
@@ -63,6 +64,11 @@ export class Execution {
     this.msg.working();
   }
 
+  /** Returns a handed-back attempt's message to the stream, for another worker at once. */
+  release(): void {
+    this.msg.nak();
+  }
+
   /** The attempt's logger, made on first use (a pino child costs more than most handlers). */
   private get log(): Logger {
     this.logger ??= this.d.log.child({ job_id: this.info.id, attempt: this.info.attempt, type: this.info.type });
@@ -93,6 +99,13 @@ export class Execution {
       clearTimeout(timeout);
       if (this.progressTimer) clearTimeout(this.progressTimer);
     }
+    if (outcome.kind === 'handed_back') {
+      // The job goes back to DISPATCHED for the same attempt (no attempt counted); the
+      // worker returns its message to the stream once its last heartbeat no longer lists it.
+      await this.d.emit(this.event(JobState.JOB_STATE_DISPATCHED, { previousState: JobState.JOB_STATE_RUNNING }));
+      this.log.info('attempt handed back at shutdown');
+      return outcome;
+    }
     const end = outcome.kind === 'succeeded'
       ? this.event(JobState.JOB_STATE_SUCCEEDED, { output: outcome.output })
       : outcome.kind === 'cancelled'
@@ -112,7 +125,7 @@ export class Execution {
     if (this.abort.signal.aborted && reason instanceof AbortReason) {
       if (reason.kind === 'cancelled') return { kind: 'cancelled' };
       if (reason.kind === 'timeout') return { kind: 'failed', failure: { code: 'TIMEOUT', message: reason.message, retryable: true } };
-      return { kind: 'failed', failure: { code: 'WORKER_SHUTDOWN', message: 'worker stopped before the job finished', retryable: true } };
+      return { kind: 'handed_back' };
     }
     if (err instanceof OutputError) return { kind: 'failed', failure: { code: 'OUTPUT_INVALID', message: err.message, retryable: false } };
     return { kind: 'failed', failure: err instanceof FailureError ? err.failure : failureOf(err) };

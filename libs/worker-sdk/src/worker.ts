@@ -34,6 +34,13 @@ export interface WorkerOptions {
 
 /** Messages older than this are checked with the scheduler before running. */
 const STALE_MS = 30_000;
+/**
+ * A job of a type this worker has no handler for goes back to the stream for a worker
+ * that has one (queues can be served by workers of different kinds); only after this
+ * many deliveries does it fail as UNKNOWN_JOB_TYPE.
+ */
+const PASS_ON_DELIVERIES = 20;
+const PASS_ON_DELAY_MS = 500;
 
 /**
  * Runs jobs of the types it has handlers for, from the queues it serves. Use it as a
@@ -59,6 +66,10 @@ export class Worker {
   private wakeLoops: (() => void)[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private keepAliveTimer: NodeJS.Timeout | undefined;
+  /** Metadata of calls to the scheduler (the internal token). */
+  private md = new grpc.Metadata();
+  /** Attempts stopped at shutdown, their messages released after the last heartbeat. */
+  private readonly handedBack: Execution[] = [];
   private readonly concurrency: number;
   private readonly queues: string[];
   private readonly metrics = {
@@ -100,7 +111,7 @@ export class Worker {
     const t = (this.t = topology(this.o.namespace ?? 'aijob'));
     await ensureStreams(bus.jsm, t, { replicas: this.o.replicas ?? 1, maxAgeMs: 3_600_000 });
     this.events = new EventPublisher(bus.js, t, this.log);
-    const md = new grpc.Metadata();
+    const md = this.md;
     if (this.o.internalToken) md.set('x-aijob-internal', this.o.internalToken);
     this.scheduler = new WorkerServiceClient(this.o.schedulerAddress, grpc.credentials.createInsecure());
     bus.nc.subscribe(t.subjects.allCancels, {
@@ -130,7 +141,8 @@ export class Worker {
 
   /**
    * Graceful stop: no more pulling; jobs in hand may finish within `graceMs`, the rest
-   * are aborted and recorded as retryable WORKER_SHUTDOWN; nothing is lost.
+   * are aborted and handed back (their messages redelivered to another worker, the same
+   * attempt, none counted); nothing is lost.
    */
   async stop(graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
@@ -143,7 +155,11 @@ export class Worker {
     await Promise.all(this.loops);
     if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     clearInterval(this.keepAliveTimer);
-    await this.sendHeartbeat(new grpc.Metadata()).catch(() => undefined);
+    // The last heartbeat lists none of the handed-back jobs, so whichever worker gets their
+    // messages next may run them (the scheduler confirms nobody holds them).
+    await this.sendHeartbeat(this.md).catch(() => undefined);
+    for (const e of this.handedBack.splice(0)) e.release();
+    await this.bus?.nc.flush().catch(() => undefined);
     await this.events?.close();
     this.scheduler?.close();
     await this.bus?.close();
@@ -209,6 +225,11 @@ export class Worker {
       m.ack();
       return;
     }
+    if (!this.handlers.has(job.type) && m.info.deliveryCount < PASS_ON_DELIVERIES) {
+      this.metrics.skipped.inc({ reason: 'no_handler' });
+      m.nak(PASS_ON_DELAY_MS);
+      return;
+    }
     const placeholder = { cancel() {}, keepAlive() {} } as unknown as Execution;
     this.running.set(job.jobId, placeholder);
     try {
@@ -222,6 +243,7 @@ export class Worker {
       this.running.set(job.jobId, exec);
       if (job.createdAt) this.metrics.dispatch.observe({ queue: job.queue }, Math.max(0, Date.now() - job.createdAt.getTime()) / 1000);
       const outcome = await exec.run(this.handlers.get(job.type));
+      if (outcome.kind === 'handed_back') this.handedBack.push(exec);
       const status = outcome.kind;
       this.metrics.processed.inc({ queue: job.queue, type: job.type, status });
       this.metrics.duration.observe({ queue: job.queue, type: job.type, status }, (Date.now() - exec.startedAt.getTime()) / 1000);

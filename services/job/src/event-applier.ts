@@ -76,7 +76,7 @@ export class EventApplier {
       jobId: a.id, attempt: a.attempt, state: JobState.JOB_STATE_RETRY_WAIT, at: new Date(),
       nextAttemptAt: a.next_attempt_at ?? new Date(), queue: a.queue, workspaceId: a.workspace_id,
       traceparent: a.traceparent, source: 'job', previousState: JobState.JOB_STATE_RUNNING,
-      gangId: a.gang_id ?? '', gangSize: a.gang_size,
+      gangId: a.gang_id ?? '', gangSize: a.gang_size, priority: (a as Applied & { priority?: number }).priority ?? 0,
     }))));
     if (touched.size > 0) this.nc.publish(this.t.subjects.jobsChanged, encode(JobsChanged, { jobIds: [...touched] }));
   }
@@ -93,8 +93,9 @@ export class EventApplier {
           state = CASE
             WHEN e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts THEN 'RETRY_WAIT'
             ELSE e.state END,
-          worker_id = COALESCE(NULLIF(e.worker_id, ''), j.worker_id),
-          started_at = CASE WHEN j.state = 'DISPATCHED' THEN COALESCE(e.started_at, e.at) ELSE j.started_at END,
+          worker_id = CASE WHEN e.state = 'DISPATCHED' THEN NULL ELSE COALESCE(NULLIF(e.worker_id, ''), j.worker_id) END,
+          started_at = CASE WHEN e.state = 'DISPATCHED' THEN NULL
+            WHEN j.state = 'DISPATCHED' THEN COALESCE(e.started_at, e.at) ELSE j.started_at END,
           progress = COALESCE(e.progress, j.progress),
           progress_note = COALESCE(e.progress_note, j.progress_note),
           output = CASE WHEN e.state = 'SUCCEEDED' THEN e.output ELSE j.output END,
@@ -109,7 +110,7 @@ export class EventApplier {
               COALESCE(j.retry_base_ms, ${this.o.retryBaseMs})::float8 * power(2, j.attempt - 1))) * interval '1 millisecond'
             ELSE NULL END,
           finished_at = CASE
-            WHEN e.state = 'RUNNING' OR (e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts) THEN NULL
+            WHEN e.state IN ('RUNNING', 'DISPATCHED') OR (e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts) THEN NULL
             ELSE e.at END,
           updated_at = now()
         FROM (
@@ -120,9 +121,13 @@ export class EventApplier {
           JOIN jobs o ON o.id = u.job_id
         ) e
         WHERE j.id = e.job_id AND j.attempt = e.attempt AND j.state IN ('DISPATCHED', 'RUNNING')
-          AND (e.state <> 'RUNNING' OR j.state = 'DISPATCHED' OR e.progress IS NOT NULL)
+          -- RUNNING moves a dispatched job, reports progress, or is another worker taking over.
+          AND (e.state <> 'RUNNING' OR j.state = 'DISPATCHED' OR e.progress IS NOT NULL
+               OR (e.worker_id <> '' AND e.worker_id IS DISTINCT FROM j.worker_id))
+          -- DISPATCHED (a hand-back) only from the worker running the attempt.
+          AND (e.state <> 'DISPATCHED' OR (j.state = 'RUNNING' AND j.worker_id = e.worker_id))
         RETURNING j.id, e.old_state, j.state, j.attempt, j.queue, j.workspace_id, j.type, j.next_attempt_at,
-                  j.started_at, j.finished_at, j.traceparent, j.gang_id, j.gang_size, j.created_by`;
+                  j.started_at, j.finished_at, j.traceparent, j.gang_id, j.gang_size, j.created_by, j.priority`;
       const history = historyRows(updates, applied);
       if (history.length > 0) {
         await tx`INSERT INTO job_events (job_id, attempt, state, source, worker_id, detail, at)
@@ -171,7 +176,7 @@ export class EventApplier {
         'aijob.job_id': a.id, 'aijob.state': a.state, 'aijob.previous_state': a.old_state, 'aijob.attempt': a.attempt,
       });
       this.metrics.transitions.inc({ to: a.state });
-      const ended = a.state !== 'RUNNING';
+      const ended = a.state !== 'RUNNING' && a.state !== 'DISPATCHED';
       if (ended && a.started_at) {
         const end = a.finished_at ?? new Date();
         this.metrics.execution.observe({ queue: a.queue, type: a.type, status: a.state.toLowerCase() },
@@ -213,7 +218,7 @@ function historyRows(updates: JobUpdate[], applied: Applied[]) {
       }
       rows.push({
         job_id: u.jobId, attempt: u.attempt, state: a.state, worker_id: e.workerId,
-        detail: e.error ? { error: e.error } : {}, at: e.at ?? new Date(),
+        detail: e.error ? { error: e.error } : a.state === 'DISPATCHED' ? { handed_back: true } : {}, at: e.at ?? new Date(),
       });
       break;
     }

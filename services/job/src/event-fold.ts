@@ -4,8 +4,8 @@ import { JobState, type JobEvent, type JobUsage } from '@aijob/contracts';
 export interface JobUpdate {
   jobId: string;
   attempt: number;
-  /** RUNNING, or how the attempt ended. */
-  state: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
+  /** RUNNING, how the attempt ended, or DISPATCHED again when its worker handed it back. */
+  state: 'DISPATCHED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
   workerId: string;
   at: Date;
   startedAt: Date | null;
@@ -31,9 +31,11 @@ const ends: Partial<Record<JobState, JobUpdate['state']>> = {
 
 /**
  * Folds worker (and scheduler: lost workers, timeouts) events into at most one update per job: the newest attempt wins, the
- * first end of an attempt wins, progress keeps its latest value. Events that only
- * announce a state already recorded (DISPATCHED from the scheduler, RETRY_WAIT and
- * CANCELLED from this service) update nothing; their jobs are still reported as touched.
+ * first end of an attempt wins, progress keeps its latest value. A worker's DISPATCHED
+ * event hands its running attempt back (it stopped); a later event of another worker
+ * takes the attempt over. Events that only announce a state already recorded
+ * (DISPATCHED from the scheduler, RETRY_WAIT and CANCELLED from this service) update
+ * nothing; their jobs are still reported as touched.
  */
 export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched: Set<string> } {
   const byJob = new Map<string, JobUpdate>();
@@ -43,7 +45,8 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
     if (e.source === 'job') continue;
     const isRunning = e.state === JobState.JOB_STATE_RUNNING;
     const end = ends[e.state];
-    if (!isRunning && !end) continue;
+    const handBack = e.state === JobState.JOB_STATE_DISPATCHED && e.source === 'worker';
+    if (!isRunning && !end && !handBack) continue;
     let u = byJob.get(e.jobId);
     if (u && e.attempt < u.attempt) continue;
     if (!u || e.attempt > u.attempt) {
@@ -53,6 +56,18 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
         progress: null, progressNote: null, usage: [], events: [],
       };
       byJob.set(e.jobId, u);
+    }
+    if (handBack) {
+      // Only the worker holding the attempt can hand it back.
+      if (u.state === 'RUNNING' && (u.workerId === '' || u.workerId === e.workerId)) {
+        Object.assign(u, { state: 'DISPATCHED', workerId: e.workerId, at: e.at ?? new Date(), startedAt: null, events: [e] });
+      }
+      continue;
+    }
+    if (u.state === 'DISPATCHED') {
+      // Handed back earlier in this batch: another worker's event takes the attempt over.
+      if (e.workerId === u.workerId) continue;
+      Object.assign(u, { state: 'RUNNING', events: [] });
     }
     if (u.state !== 'RUNNING') continue; // the attempt already ended in this batch
     u.events.push(e);

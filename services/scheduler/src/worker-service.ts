@@ -19,11 +19,21 @@ export function workerServiceHandlers(d: { registry: WorkerRegistry; store: Stor
       await d.registry.record(req);
       return { interval: msToDuration(d.intervalMs) };
     },
+    /**
+     * Whether a redelivered or old dispatch message is still worth running: its attempt is
+     * the job's current one, and no live worker is running it (a worker that stopped
+     * handed it back; one that died will not finish it).
+     */
     async confirmDispatch(req) {
       if (!UUID.test(req.jobId)) throw InvalidArgumentError.field('job_id', 'must be a job id (UUID)');
-      const [row] = await d.store.sql<{ state: string; attempt: number }[]>`
-        SELECT state, attempt FROM jobs WHERE id = ${req.jobId}`;
-      return { current: row !== undefined && row.state === 'DISPATCHED' && row.attempt === req.attempt };
+      const [row] = await d.store.sql<{ state: string; attempt: number; worker_id: string | null }[]>`
+        SELECT state, attempt, worker_id FROM jobs WHERE id = ${req.jobId}`;
+      if (!row || row.attempt !== req.attempt) return { current: false };
+      if (row.state === 'DISPATCHED') return { current: true };
+      if (row.state !== 'RUNNING') return { current: false };
+      const holder = row.worker_id ? d.registry.get(row.worker_id) : undefined;
+      const held = holder !== undefined && d.registry.isAlive(holder.workerId) && holder.runningJobIds.includes(req.jobId);
+      return { current: !held };
     },
   };
 }

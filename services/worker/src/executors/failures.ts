@@ -96,7 +96,7 @@ export function isRefusal(finishReason: string): boolean {
 
 /**
  * A failure of the call itself. The job's own abort (cancel, job timeout, shutdown)
- * passes through untouched so the runtime records CANCELLED, TIMEOUT or WORKER_SHUTDOWN;
+ * passes through untouched so the runtime records CANCELLED or TIMEOUT, or hands the attempt back;
  * our per-call timeout is a retryable <PREFIX>_TIMEOUT; anything else on the wire
  * (refused, reset, DNS) is a retryable NETWORK_ERROR.
  */
