@@ -5,6 +5,13 @@ export const scopes = [
 export type Scope = (typeof scopes)[number];
 
 /**
+ * Scopes that act on the whole platform rather than one workspace: `queues:admin`
+ * changes the shared queues (settings, pause, resume) for every tenant. Only an `admin`
+ * principal may grant them; a workspace's `keys:admin` cannot mint them.
+ */
+export const operatorScopes: readonly Scope[] = ['queues:admin', 'admin'];
+
+/**
  * What each RPC requires: a scope; `public` (no credential: token exchange); or
  * `internal` (service-to-service: mTLS in the mesh, plus INTERNAL_TOKEN when set).
  * Every RPC of every aijob service is listed; a test fails when one is missing.

@@ -31,13 +31,18 @@ export function auditDenied(audit: AuditWriter) {
 
 /**
  * The audit row of a mutating call its handler refused (a scope it may not grant, a
- * limit, a job in the wrong state…). NOT_FOUND is left to the callers that can tell a
- * missing resource from another workspace's.
+ * limit, a job in the wrong state, a missing resource…). NOT_FOUND is recorded only
+ * with `notFound: true`: a service whose domain code audits its own NOT_FOUNDs (the job
+ * service's isolation probes) leaves it off so that no call leaves two rows. A NOT_FOUND
+ * row is `denied` whether the resource is missing or another workspace's, so a tenant
+ * reading its own audit log learns nothing about other workspaces.
  */
-export function auditRefused(audit: AuditWriter) {
+export function auditRefused(audit: AuditWriter, o: { notFound?: boolean } = {}) {
   return (ctx: CallContext, err: AijobError) => {
-    if (!mutatingRpcs.has(ctx.method) || err.kind === 'not_found' || !ctx.principal) return;
-    const denied = err.kind === 'permission_denied' || err.kind === 'resource_exhausted' || err.kind === 'unauthenticated';
+    if (!mutatingRpcs.has(ctx.method) || !ctx.principal) return;
+    if (err.kind === 'not_found' && !o.notFound) return;
+    const denied = err.kind === 'permission_denied' || err.kind === 'resource_exhausted' ||
+      err.kind === 'unauthenticated' || err.kind === 'not_found';
     audit.record({
       actor: ctx.principal.subject,
       workspaceId: ctx.principal.workspaceId,

@@ -39,7 +39,8 @@ const grpc = new GrpcServer({
     authenticate: (c) => authenticator.authenticate(c), internalToken: config.INTERNAL_TOKEN,
     onDenied: auditDenied(audit),
   }),
-  onHandlerError: auditRefused(audit),
+  // Missing and other workspaces' keys and workspaces are audited like any refusal.
+  onHandlerError: auditRefused(audit, { notFound: true }),
 });
 grpc.add(AuthServiceService, authServiceHandlers({ authenticator, keys, tenancy, tokenTtlSeconds: config.TOKEN_TTL_SECONDS }));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);

@@ -1,7 +1,7 @@
 import type { Principal, WorkspacePolicy } from '@aijob/contracts';
 import {
-  AlreadyExistsError, InvalidArgumentError, NotFoundError, PermissionDeniedError, scopes,
-  type FieldViolation,
+  AlreadyExistsError, InvalidArgumentError, NotFoundError, operatorScopes, PermissionDeniedError, scopes,
+  type FieldViolation, type Scope,
 } from '@aijob/platform';
 import type { AuditRecord } from '@aijob/store';
 import { newApiKey, newWorkspaceId } from './keys.js';
@@ -58,7 +58,7 @@ export class Tenancy {
   async getWorkspace(actor: Actor, id: string): Promise<WorkspaceRow> {
     const target = this.targetWorkspace(actor, id);
     const row = await this.repo.workspace(target);
-    if (!row) throw new NotFoundError('workspace', target);
+    if (!row) throw new NotFoundError('workspace', target).about(`workspace/${target}`);
     return row;
   }
 
@@ -77,7 +77,7 @@ export class Tenancy {
     const c = checkPolicy(change, v, '');
     if (v.length) throw new InvalidArgumentError(v);
     const row = await this.repo.updatePolicy(id, c, this.audit(actor, 'workspace.policy_update', `workspace/${id}`, id));
-    if (!row) throw new NotFoundError('workspace', id);
+    if (!row) throw new NotFoundError('workspace', id).about(`workspace/${id}`);
     this.announce('policy');
     return row;
   }
@@ -93,9 +93,14 @@ export class Tenancy {
     }
     if (req.expiresAt && req.expiresAt.getTime() <= Date.now()) v.push({ field: 'expires_at', description: 'must be in the future' });
     if (v.length) throw new InvalidArgumentError(v);
-    const beyond = req.scopes.filter((s) => !isAdmin(actor) && !actor.principal.scopes.includes(s));
-    if (beyond.length) throw new PermissionDeniedError(`cannot grant scopes you do not hold: ${beyond.join(', ')}`);
-    if (!(await this.repo.workspace(ws))) throw new NotFoundError('workspace', ws);
+    if (!isAdmin(actor)) {
+      // Operator scopes act on the whole platform (shared queues): only an admin grants them.
+      const operator = req.scopes.filter((s) => operatorScopes.includes(s as Scope));
+      if (operator.length) throw new PermissionDeniedError(`only an admin may grant ${operator.join(', ')}`);
+      const beyond = req.scopes.filter((s) => !actor.principal.scopes.includes(s));
+      if (beyond.length) throw new PermissionDeniedError(`cannot grant scopes you do not hold: ${beyond.join(', ')}`);
+    }
+    if (!(await this.repo.workspace(ws))) throw new NotFoundError('workspace', ws).about(`workspace/${ws}`);
     const k = newApiKey();
     const row = await this.repo.createKey(
       { id: k.id, workspaceId: ws, name: req.name, hash: k.hash, scopes: [...new Set(req.scopes)], expiresAt: req.expiresAt ?? null },
@@ -110,8 +115,9 @@ export class Tenancy {
   async revokeKey(actor: Actor, keyId: string): Promise<ApiKeyRow> {
     if (!keyId) throw InvalidArgumentError.field('key_id', 'required');
     const existing = await this.repo.key(keyId);
+    // Missing and another workspace's look the same, to the caller and in its audit row.
     if (!existing || (existing.workspace_id !== actor.principal.workspaceId && !isAdmin(actor))) {
-      throw new NotFoundError('key', keyId);
+      throw new NotFoundError('key', keyId).about(`key/${keyId.slice(0, 128)}`);
     }
     const row = await this.repo.revokeKey(keyId, this.audit(actor, 'key.revoke', `key/${keyId}`, existing.workspace_id));
     this.announce('revoked');
@@ -131,7 +137,7 @@ export class Tenancy {
   /** The workspace a request names; another one than the caller's needs admin. */
   private targetWorkspace(actor: Actor, named: string): string {
     if (!named || named === actor.principal.workspaceId) return actor.principal.workspaceId;
-    if (!isAdmin(actor)) throw new NotFoundError('workspace', named);
+    if (!isAdmin(actor)) throw new NotFoundError('workspace', named).about(`workspace/${named.slice(0, 128)}`);
     return named;
   }
 

@@ -3,7 +3,7 @@ import type { EventPublisher } from '@aijob/bus';
 import {
   activeTraceId, FailedPreconditionError, InvalidArgumentError, NotFoundError, type CallContext, type Implementation,
 } from '@aijob/platform';
-import type { AuditWriter, Store } from '@aijob/store';
+import type { AuditRecord, AuditWriter, Store } from '@aijob/store';
 import type { QueueCounts, QueueRepository, QueueRow } from './queue-repository.js';
 import type { WorkerRegistry } from './worker-registry.js';
 
@@ -25,7 +25,36 @@ function toQueue(r: QueueRow, c: QueueCounts | undefined, now = Date.now()): Que
   };
 }
 
-/** gRPC handlers of aijob.v1.QueueService. Changes are audited and reach the leader through Postgres. */
+/**
+ * Non-terminal job counts per queue of one workspace: what a tenant may see of the shared
+ * queues (the platform-wide counts of QueueRepository.counts are for admins).
+ */
+async function workspaceCounts(store: Store, workspaceId: string): Promise<Map<string, QueueCounts>> {
+  const rows = await store.sql<{ queue: string; state: string; n: number; oldest: Date | null }[]>`
+    SELECT queue, state, count(*)::int AS n, min(created_at) FILTER (WHERE state = 'QUEUED') AS oldest
+    FROM jobs WHERE workspace_id = ${workspaceId} AND state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')
+    GROUP BY queue, state`;
+  const out = new Map<string, QueueCounts>();
+  for (const r of rows) {
+    let c = out.get(r.queue);
+    if (!c) out.set(r.queue, (c = { pending: 0, dispatched: 0, running: 0, retry_wait: 0, oldest_pending: null }));
+    if (r.state === 'QUEUED') { c.pending = r.n; c.oldest_pending = r.oldest; }
+    if (r.state === 'DISPATCHED') c.dispatched = r.n;
+    if (r.state === 'RUNNING') c.running = r.n;
+    if (r.state === 'RETRY_WAIT') c.retry_wait = r.n;
+  }
+  return out;
+}
+
+/** Whether the caller sees every workspace's counts and the cluster's internals (admin only). */
+const seesAll = (ctx: CallContext) => ctx.principal?.scopes.includes('admin') === true;
+
+/**
+ * gRPC handlers of aijob.v1.QueueService. Queues are shared by every workspace: their
+ * settings, pause and resume are operator actions (`queues:admin`, which only an admin
+ * grants); ClearQueue cancels the caller's own workspace's jobs; counts are the caller's
+ * workspace's unless it is an admin. Changes are audited and reach the leader through Postgres.
+ */
 export function queueServiceHandlers(d: {
   queues: QueueRepository;
   registry: WorkerRegistry;
@@ -36,20 +65,27 @@ export function queueServiceHandlers(d: {
   /** Tells the leader to apply changed settings now. */
   changed: () => void;
 }): Implementation<typeof QueueServiceService> {
-  const audited = async (ctx: CallContext, action: string, resource: string, reason = '') => {
+  const audited = async (ctx: CallContext, action: string, resource: string, reason = '',
+    outcome: AuditRecord['outcome'] = 'allowed') => {
     await d.audit.write({
-      actor: ctx.principal!.subject, workspaceId: ctx.principal!.workspaceId, action, resource, outcome: 'allowed', reason,
+      actor: ctx.principal!.subject, workspaceId: ctx.principal!.workspaceId, action, resource, outcome, reason,
       traceId: activeTraceId(), requestId: ctx.requestId,
     });
   };
-  const withStats = async (row: QueueRow) => toQueue(row, (await d.queues.counts()).get(row.name));
+  const counts = (ctx: CallContext) => (seesAll(ctx) ? d.queues.counts() : workspaceCounts(d.store, ctx.principal!.workspaceId));
+  const withStats = async (ctx: CallContext, row: QueueRow) => toQueue(row, (await counts(ctx)).get(row.name));
   const setPaused = async (ctx: CallContext, name: string, paused: boolean) => {
+    const action = paused ? 'queue.pause' : 'queue.resume';
     const existing = await d.queues.get(queueName(name));
-    if (!existing) throw new NotFoundError('queue', name);
+    if (!existing) {
+      // A refused change leaves its row too (the generic handler-error audit skips NOT_FOUND).
+      await audited(ctx, action, `queue/${name}`, 'queue not found', 'denied');
+      throw new NotFoundError('queue', name);
+    }
     const row = await d.queues.put(name, { paused });
     d.changed();
-    await audited(ctx, paused ? 'queue.pause' : 'queue.resume', `queue/${name}`);
-    return { queue: await withStats(row) };
+    await audited(ctx, action, `queue/${name}`);
+    return { queue: await withStats(ctx, row) };
   };
 
   return {
@@ -65,16 +101,16 @@ export function queueServiceHandlers(d: {
       const row = await d.queues.put(name, { maxConcurrency: req.maxConcurrency, ratePerSecond: req.rateLimitPerSecond, weight: req.weight });
       d.changed();
       await audited(ctx, 'queue.put', `queue/${name}`);
-      return { queue: await withStats(row) };
+      return { queue: await withStats(ctx, row) };
     },
-    async getQueue(req) {
+    async getQueue(req, ctx) {
       const row = await d.queues.get(queueName(req.name));
       if (!row) throw new NotFoundError('queue', req.name);
-      return { queue: await withStats(row) };
+      return { queue: await withStats(ctx, row) };
     },
-    async listQueues() {
-      const [rows, counts] = await Promise.all([d.queues.all(), d.queues.counts()]);
-      return { queues: rows.map((r) => toQueue(r, counts.get(r.name))) };
+    async listQueues(_req, ctx) {
+      const [rows, c] = await Promise.all([d.queues.all(), counts(ctx)]);
+      return { queues: rows.map((r) => toQueue(r, c.get(r.name))) };
     },
     pauseQueue: (req, ctx) => setPaused(ctx, req.name, true),
     resumeQueue: (req, ctx) => setPaused(ctx, req.name, false),
@@ -95,22 +131,23 @@ export function queueServiceHandlers(d: {
       await audited(ctx, 'queue.clear', `queue/${name}`, `${cleared.length} jobs cancelled`);
       return { cancelled: cleared.length };
     },
-    async getClusterStats() {
-      const [counts, [lease]] = await Promise.all([
-        d.queues.counts(),
+    async getClusterStats(_req, ctx) {
+      const [c, [lease]] = await Promise.all([
+        counts(ctx),
         d.store.sql<{ holder: string }[]>`SELECT holder FROM leases WHERE name = ${d.leaseName} AND expires_at > now()`,
       ]);
       const queueDepth: Record<string, number> = {};
       let totalPending = 0;
-      for (const [q, c] of counts) {
-        queueDepth[q] = c.pending + c.retry_wait;
-        totalPending += c.pending + c.retry_wait;
+      for (const [q, n] of c) {
+        queueDepth[q] = n.pending + n.retry_wait;
+        totalPending += n.pending + n.retry_wait;
       }
       const alive = d.registry.alive();
       return {
         totalPending, queueDepth, liveWorkers: alive.length,
         totalSlots: alive.reduce((n, w) => n + w.slots, 0), freeSlots: alive.reduce((n, w) => n + w.freeSlots, 0),
-        leader: lease?.holder ?? '',
+        // Which pod leads is the operators' business.
+        leader: seesAll(ctx) ? lease?.holder ?? '' : '',
       };
     },
   };
