@@ -49,6 +49,7 @@ const secretSamples: Record<string, string> = {
   INTERNAL_TOKEN: 'x'.repeat(48),
   LLM_PROVIDERS: '{}',
   AIJOB_BOOTSTRAP_API_KEY: `aijob_${'k'.repeat(40)}`,
+  SIGNING_KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
 };
 
 export interface ResolvedEnv {

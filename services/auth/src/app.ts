@@ -9,6 +9,7 @@ import { Authenticator } from './authenticator.js';
 import { bootstrap } from './bootstrap.js';
 import { stopTelemetry } from '@aijob/platform/telemetry';
 import { loadAuthConfig } from './config.js';
+import { KeyEncryption } from './key-encryption.js';
 import { SigningKeys } from './signing-keys.js';
 import { Tenancy } from './tenancy.js';
 import { TenancyRepository } from './tenancy-repository.js';
@@ -21,8 +22,16 @@ if (config.MIGRATE_ON_START) await runMigrations(config.DATABASE_URL);
 const store = createStore(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'aijob-auth' });
 const t = topology(config.AIJOB_NAMESPACE);
 const bus = await connectBus({ servers: config.NATS_URL, user: config.NATS_USER, pass: config.NATS_PASSWORD, name: 'aijob-auth', log });
-const keys = new SigningKeys(store, { issuer: config.TOKEN_ISSUER, audience: config.TOKEN_AUDIENCE });
+const kek = new KeyEncryption(config.keyEncryptionKeys);
+if (kek.development) {
+  log.warn('SIGNING_KEY_ENCRYPTION_KEY is unset: signing keys are sealed with the public development key (never in production)');
+}
+const keys = new SigningKeys(store, kek, log, { issuer: config.TOKEN_ISSUER, audience: config.TOKEN_AUDIENCE });
 await keys.ensureActive();
+// Another replica rotated: load the new key now rather than at the next refresh.
+const rotations = bus.nc.subscribe(t.subjects.authChanged, {
+  callback: (_err, msg) => { if (msg.string() === 'rotated') void keys.reload().catch(() => undefined); },
+});
 await bootstrap(store, {
   workspace: config.BOOTSTRAP_WORKSPACE, apiKey: config.AIJOB_BOOTSTRAP_API_KEY,
   rateLimitPerMinute: config.BOOTSTRAP_RATE_LIMIT_PER_MINUTE, log,
@@ -58,7 +67,7 @@ handleShutdown(log, [
   { name: 'grpc', run: () => grpc.shutdown(config.SHUTDOWN_GRACE_MS) },
   { name: 'audit', run: () => audit.close() },
   { name: 'ops', run: () => ops.close() },
-  { name: 'nats', run: () => bus.close() },
+  { name: 'nats', run: () => { rotations.unsubscribe(); return bus.close(); } },
   { name: 'postgres', run: () => store.close() },
   { name: 'telemetry', run: () => stopTelemetry() },
 ]);

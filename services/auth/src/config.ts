@@ -1,10 +1,19 @@
 import { z } from 'zod';
-import { bool, commonEnv, int, loadConfig, port } from '@aijob/platform';
+import { bool, commonEnv, ConfigError, int, loadConfig, port } from '@aijob/platform';
+import { parseKeks } from './key-encryption.js';
 
 export const authEnv = {
   ...commonEnv,
   GRPC_PORT: port(50051),
   OPS_PORT: port(8001),
+  /** `production` requires SIGNING_KEY_ENCRYPTION_KEY and refuses the development key. */
+  NODE_ENV: z.string().default('development'),
+  /**
+   * Key-encryption keys of the signing keys' private halves (AES-256-GCM): comma-separated
+   * base64 of 32 bytes each, the first seals, all open. From a Secret; validated (without
+   * echoing it) in loadAuthConfig.
+   */
+  SIGNING_KEY_ENCRYPTION_KEY: z.string().optional(),
   /** Used as the dev workspace's admin key when set, so scripts can know it. */
   AIJOB_BOOTSTRAP_API_KEY: z.string().min(20).max(512).optional(),
   /** Name of the workspace created at first start. */
@@ -25,4 +34,19 @@ export const authEnv = {
 };
 
 export type AuthConfig = ReturnType<typeof loadAuthConfig>;
-export const loadAuthConfig = () => loadConfig(authEnv);
+
+/** Parses the auth service's environment; fails listing every problem, never echoing a key. */
+export function loadAuthConfig(env: Record<string, string | undefined> = process.env) {
+  const problems: string[] = [];
+  let config: z.infer<z.ZodObject<typeof authEnv>> | undefined;
+  try {
+    config = loadConfig(authEnv, env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  const production = (env['NODE_ENV'] || 'development') === 'production';
+  const keyEncryptionKeys = parseKeks(env['SIGNING_KEY_ENCRYPTION_KEY'] || undefined, production, problems);
+  if (problems.length || !config) throw new ConfigError(problems);
+  return { ...config, SIGNING_KEY_ENCRYPTION_KEY: undefined, keyEncryptionKeys };
+}

@@ -1,19 +1,13 @@
-import { exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
-import { desc, isNull, or, gt, sql } from 'drizzle-orm';
-import { UnauthenticatedError } from '@aijob/platform';
-import { signingKeys, type Store, type Tx } from '@aijob/store';
+import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { ConfigError, errorMessage, UnauthenticatedError, type Logger } from '@aijob/platform';
+import type { Store, Tx } from '@aijob/store';
 import { randomId } from './keys.js';
+import type { KeyEncryption } from './key-encryption.js';
+import { ALG, SigningKeyRows, type OpenedKey } from './signing-key-rows.js';
 
-const ALG = 'ES256';
-
-interface LoadedKey {
-  kid: string;
-  publicJwk: JWK;
-  privateJwk: JWK;
-  createdAt: Date;
+interface LoadedKey extends OpenedKey {
   rotatedAt: Date | null;
   retiresAt: Date | null;
-  verifyKey: Awaited<ReturnType<typeof importJWK>>;
 }
 
 export interface TokenClaims extends JWTPayload {
@@ -24,28 +18,47 @@ export interface TokenClaims extends JWTPayload {
 }
 
 /**
- * JWT signing keys kept in Postgres. The newest unrotated key signs; every key not yet
- * retired verifies. Replicas reload the set every `refreshMs`, so a rotation or
+ * JWT signing keys kept in Postgres, their private halves sealed (signing-key-rows.ts).
+ * The newest unrotated key signs; every key not yet retired verifies. Replicas reload
+ * the set every `refreshMs` (and at once when told of a rotation), so a rotation or
  * retirement reaches all of them within that time.
  */
 export class SigningKeys {
   private keys: LoadedKey[] = [];
   private loadedAt = 0;
+  private readonly rows: SigningKeyRows;
+  /** Opened keys by kid, kept while their sealed value is unchanged (no re-import every reload). */
+  private readonly opened = new Map<string, OpenedKey>();
+  private readonly reported = new Set<string>();
 
-  constructor(private readonly store: Store, private readonly o: { issuer: string; audience: string; refreshMs?: number }) {}
+  constructor(private readonly store: Store, kek: KeyEncryption, private readonly log: Logger,
+    private readonly o: { issuer: string; audience: string; refreshMs?: number }) {
+    this.rows = new SigningKeyRows(store, kek);
+  }
 
-  /** Creates the first key when there is none (one replica wins; the rest reload). */
+  /**
+   * At start: seals plain-text rows from before sealing, creates the first key when there
+   * is none (one replica wins; the rest reload), then loads them. Fails when a key in use
+   * does not open: a wrong SIGNING_KEY_ENCRYPTION_KEY, or a row someone else wrote.
+   */
   async ensureActive(): Promise<void> {
-    await this.store.sql.begin(async (tx) => {
+    const changed = await this.store.sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(712002)`;
+      const c = await this.rows.sealLegacy(tx);
       const [row] = await tx`SELECT kid FROM signing_keys WHERE rotated_at IS NULL AND (retires_at IS NULL OR retires_at > now()) LIMIT 1`;
       if (!row) await this.insertNew(tx);
+      return c;
     });
-    await this.reload();
+    if (changed.sealed) this.log.warn({ rows: changed.sealed }, 'plain-text signing keys sealed; rotate the signing key if the database may have been read before');
+    if (changed.resealed) this.log.info({ rows: changed.resealed }, 'signing keys sealed again with the first key-encryption key');
+    const problems = await this.reload(true);
+    if (problems.length) throw new ConfigError(problems.map((p) => `signing key ${p}`));
+    if (!this.keys.some((k) => k.rotatedAt === null)) throw new ConfigError(['signing keys: none active opened']);
   }
 
   /** Makes a new key the signer; the previous ones verify until `retireAfterMs` from now. */
-  async rotate(retireAfterMs: number): Promise<{ kid: string; retiring: string[] }> {
+  async rotate(retireAfterMs: number, audit?: (tx: Tx, kid: string) => Promise<void>):
+    Promise<{ kid: string; retiring: string[]; retireAt: Date }> {
     const result = await this.store.sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(712002)`;
       const retiring = await tx<{ kid: string }[]>`
@@ -53,7 +66,10 @@ export class SigningKeys {
           retires_at = LEAST(COALESCE(retires_at, 'infinity'), now() + ${retireAfterMs} * interval '1 millisecond')
         WHERE rotated_at IS NULL RETURNING kid`;
       const kid = await this.insertNew(tx);
-      return { kid, retiring: retiring.map((r) => r.kid) };
+      await audit?.(tx, kid);
+      // The database's clock decides retirement; report its time.
+      const [at] = await tx<{ t: Date }[]>`SELECT now() + ${retireAfterMs} * interval '1 millisecond' AS t`;
+      return { kid, retiring: retiring.map((r) => r.kid), retireAt: at!.t };
     });
     await this.reload();
     return result;
@@ -65,7 +81,6 @@ export class SigningKeys {
     if (!signer) throw new Error('no active signing key');
     const now = Math.floor(Date.now() / 1000);
     const exp = now + ttlSeconds;
-    const privateKey = await importJWK(signer.privateJwk, ALG);
     const token = await new SignJWT({ ws: claims.ws, scope: claims.scopes.join(' ') })
       .setProtectedHeader({ alg: ALG, kid: signer.kid, typ: 'JWT' })
       .setIssuer(this.o.issuer)
@@ -74,7 +89,7 @@ export class SigningKeys {
       .setIssuedAt(now)
       .setExpirationTime(exp)
       .setJti(randomId(16))
-      .sign(privateKey);
+      .sign(signer.signKey);
     return { token, expiresAt: new Date(exp * 1000) };
   }
 
@@ -122,29 +137,52 @@ export class SigningKeys {
     if (Date.now() - this.loadedAt > (this.o.refreshMs ?? 2_000)) await this.reload();
   }
 
-  private async reload(): Promise<void> {
-    const rows = await this.store.db.select().from(signingKeys)
-      .where(or(isNull(signingKeys.retiresAt), gt(signingKeys.retiresAt, sql`now()`)))
-      .orderBy(desc(signingKeys.createdAt));
-    this.keys = await Promise.all(rows.map(async (r) => ({
-      kid: r.kid,
-      publicJwk: r.publicJwk as JWK,
-      privateJwk: r.privateJwk as JWK,
-      createdAt: r.createdAt,
-      rotatedAt: r.rotatedAt,
-      retiresAt: r.retiresAt,
-      verifyKey: await importJWK(r.publicJwk as JWK, ALG),
-    })));
+  /**
+   * Reloads the unretired keys. A row that does not open is left out (and reported once),
+   * unless this replica opened it before and only its sealing changed (another replica
+   * sealed it again with a key-encryption key this one does not hold yet). Returns the
+   * problems, for the start-up check.
+   */
+  reload(strict = false): Promise<string[]> {
+    this.reloading ??= this.load(strict).finally(() => { this.reloading = undefined; });
+    return this.reloading;
+  }
+
+  private reloading: Promise<string[]> | undefined;
+
+  private async load(strict: boolean): Promise<string[]> {
+    const problems: string[] = [];
+    const keys: LoadedKey[] = [];
+    const rows = await this.rows.unretired();
+    for (const kid of this.opened.keys()) if (!rows.some((r) => r.kid === kid)) this.opened.delete(kid);
+    for (const r of rows) {
+      let key = this.opened.get(r.kid);
+      if (!key || key.sealed !== r.private_key_sealed) {
+        try {
+          key = await this.rows.open(r);
+          this.opened.set(r.kid, key);
+        } catch (err) {
+          if (!key) {
+            problems.push(`${r.kid}: ${errorMessage(err)}`);
+            if (!strict && !this.reported.has(r.kid)) {
+              this.reported.add(r.kid);
+              this.log.error({ kid: r.kid, err: errorMessage(err) }, 'signing key does not open: not used');
+            }
+            continue;
+          }
+        }
+      }
+      keys.push({ ...key, rotatedAt: r.rotated_at, retiresAt: r.retires_at });
+    }
+    this.keys = keys;
     this.loadedAt = Date.now();
+    return problems;
   }
 
   private async insertNew(tx: Tx): Promise<string> {
     const { publicKey, privateKey } = await generateKeyPair(ALG, { extractable: true });
     const kid = `sk_${randomId(16)}`;
-    await tx`INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk)
-      VALUES (${kid}, ${ALG}, ${JSON.stringify(await exportJWK(publicKey))}::text::jsonb,
-        ${JSON.stringify(await exportJWK(privateKey))}::text::jsonb)`;
+    await this.rows.insert(tx, kid, await exportJWK(publicKey), await exportJWK(privateKey));
     return kid;
   }
 }
-

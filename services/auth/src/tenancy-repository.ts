@@ -109,8 +109,9 @@ export class TenancyRepository {
     });
   }
 
-  async audit(r: AuditRecord): Promise<void> {
-    await insertAudit(this.store.sql, r);
+  /** Writes an audit row inside another change's transaction. */
+  async auditIn(tx: Tx, r: AuditRecord): Promise<void> {
+    await insertAudit(tx, r);
   }
 }
 

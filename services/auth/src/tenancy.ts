@@ -128,10 +128,10 @@ export class Tenancy {
     if (retireAfterMs < 0 || retireAfterMs > 30 * 86_400_000) {
       throw InvalidArgumentError.field('retire_after', 'must be between 0 and 30 days');
     }
-    const r = await this.keys.rotate(retireAfterMs);
-    await this.repo.audit(this.audit(actor, 'signing_key.rotate', `signing_key/${r.kid}`));
+    const r = await this.keys.rotate(retireAfterMs,
+      (tx, kid) => this.repo.auditIn(tx, this.audit(actor, 'signing_key.rotate', `signing_key/${kid}`)));
     this.announce('rotated');
-    return { ...r, retireAt: new Date(Date.now() + retireAfterMs) };
+    return r;
   }
 
   /** The workspace a request names; another one than the caller's needs admin. */
