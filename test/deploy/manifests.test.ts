@@ -30,6 +30,11 @@ const structural: Record<string, (o: K8s) => string[]> = {
     ...(o['spec']?.selector?.matchLabels ? [] : ['spec.selector.matchLabels']),
     ...((o['spec']?.endpoints ?? []) as K8s[]).flatMap((e, i) => (e['port'] ? [] : [`spec.endpoints[${i}].port`])),
   ],
+  'monitoring.coreos.com/v1/PodMonitor': (o) => [
+    ...(Array.isArray(o['spec']?.podMetricsEndpoints) && o['spec'].podMetricsEndpoints.length ? [] : ['spec.podMetricsEndpoints']),
+    ...(o['spec']?.selector?.matchLabels ? [] : ['spec.selector.matchLabels']),
+    ...((o['spec']?.podMetricsEndpoints ?? []) as K8s[]).flatMap((e, i) => (e['port'] ? [] : [`spec.podMetricsEndpoints[${i}].port`])),
+  ],
   'monitoring.coreos.com/v1/PrometheusRule': (o) => ((o['spec']?.groups ?? []) as K8s[]).length === 0 ? ['spec.groups'] :
     (o['spec'].groups as K8s[]).flatMap((g) => (typeof g['name'] === 'string' && Array.isArray(g['rules']) &&
       (g['rules'] as K8s[]).every((r) => typeof r['expr'] === 'string' && (r['alert'] || r['record'])) ? [] : [`group ${g['name']}`])),

@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { repoRoot } from '../helpers/processes.js';
-import { build, find, ofKind, readText, type K8s } from './manifest-files.js';
+import { build, documents, find, ofKind, readText, type K8s } from './manifest-files.js';
 
 const base = build('deploy/k8s/base');
 const ruleFiles = readdirSync(join(repoRoot, 'deploy/prometheus')).filter((f) => /\.ya?ml$/.test(f)).sort()
@@ -41,7 +41,10 @@ t.test('the ServiceMonitor scrapes every Service\'s ops port, under the job name
     for (const s of selected) t.ok((s['spec']['ports'] as K8s[]).some((p) => p['name'] === e['port']), `${s['metadata']['name']} has port ${e['port']}`);
     t.equal(e['path'], '/metrics');
   }
-  const names = selected.map((s) => s['metadata']['name'] as string);
+  // PodMonitors name their job after a pod label (jobLabel), the value their selector fixes.
+  const podJobs = ofKind(base, 'PodMonitor').map((m) => m['spec']['selector']['matchLabels'][m['spec']['jobLabel']] as string);
+  t.same(podJobs.sort(), ['aijob-pg', 'nats'], 'NATS and Postgres are scraped as jobs nats and aijob-pg');
+  const names = [...selected.map((s) => s['metadata']['name'] as string), ...podJobs];
   const matchers = alerts.flatMap((a) => [...String(a['expr']).matchAll(/\bjob\s*(=~|=)\s*"([^"]+)"/g)].map((m) => ({ alert: a['alert'], op: m[1], value: m[2]! })));
   t.ok(matchers.length >= 1, 'alerts select services by job');
   for (const m of matchers) {
@@ -51,8 +54,27 @@ t.test('the ServiceMonitor scrapes every Service\'s ops port, under the job name
   const down = alerts.find((a) => a['alert'] === 'ServiceDown');
   if (down) {
     const m = /job\s*=~\s*"([^"]+)"/.exec(String(down['expr']));
-    for (const n of names) t.ok(m && new RegExp(`^(?:${m[1]})$`).test(n), `ServiceDown watches ${n}`);
+    for (const n of selected.map((s) => s['metadata']['name'] as string)) t.ok(m && new RegExp(`^(?:${m[1]})$`).test(n), `ServiceDown watches ${n}`);
   }
+});
+
+t.test('PodMonitors reach the dependencies\' exporters, for the same Prometheus', async (t) => {
+  const release = find(base, 'PrometheusRule', 'aijob')['metadata']['labels']['release'];
+  const nats = documents(['deploy/nats/values.yaml'])[0]!.obj;
+  const cluster = find(documents(['deploy/postgres/cluster.yaml']).map((d) => d.obj), 'Cluster', 'aijob-pg');
+  const monitors = ofKind(base, 'PodMonitor');
+  for (const m of monitors) t.equal(m['metadata']['labels']['release'], release, `${m['metadata']['name']}: picked up with the rules`);
+  const natsMonitor = find(base, 'PodMonitor', 'nats');
+  t.equal(nats['promExporter']['enabled'], true, 'the chart runs the exporter sidecar');
+  t.equal(nats['promExporter']['podMonitor']['enabled'], false, 'and no PodMonitor of its own beside ours');
+  t.same(natsMonitor['spec']['podMetricsEndpoints'].map((e: K8s) => e['port']), ['prom-metrics'], 'the sidecar\'s port name in the chart');
+  t.equal(natsMonitor['spec']['selector']['matchLabels']['app.kubernetes.io/component'], 'nats', 'the servers, not nats-box');
+  const pg = find(base, 'PodMonitor', 'aijob-pg');
+  t.equal(pg['spec']['selector']['matchLabels']['cnpg.io/cluster'], cluster['metadata']['name']);
+  t.equal(cluster['spec']['monitoring']['enablePodMonitor'], false, 'the operator makes no second PodMonitor');
+  // The alerts' thresholds follow the cluster: one primary and instances - 1 replicas.
+  const missing = alerts.find((a) => a['alert'] === 'PostgresReplicasMissing');
+  t.match(String(missing?.['expr']), new RegExp(`< ${cluster['spec']['instances'] - 1}$`), 'replicas expected = instances - 1');
 });
 
 t.test('every alert has a runbook in docs/operations.md', async (t) => {

@@ -2,7 +2,7 @@
 // auth and the scheduler is derived from the config schemas (a service that has no
 // DATABASE_URL must not reach Postgres), ports from the code and the ConfigMaps.
 import t from 'tap';
-import { build, find, ofKind, readText, type K8s } from './manifest-files.js';
+import { build, documents, find, ofKind, readText, type K8s } from './manifest-files.js';
 import { allowed, type Endpoint } from './network-policy.js';
 import { configShape, defaults, portOf, services, type Service } from './workload-env.js';
 
@@ -79,7 +79,11 @@ t.test('the migration, NATS and Postgres get only their own flows', async (t) =>
   t.notOk(allowed(policies, natsBox, postgres, pgPort), 'nats-box -> Postgres: no');
   t.ok(allowed(policies, nats, nats, 6222), 'NATS cluster routes');
   t.notOk(allowed(policies, stranger, nats, natsPort), 'stranger -> NATS: no');
-  t.ok(allowed(policies, prometheus, nats, 8222), 'Prometheus -> NATS monitoring');
+  const exporter = documents(['deploy/nats/values.yaml'])[0]!.obj['promExporter']['port'] as number;
+  t.ok(allowed(policies, prometheus, nats, exporter), `Prometheus -> NATS exporter :${exporter} (the PodMonitor's prom-metrics)`);
+  t.notOk(allowed(policies, prometheus, nats, 8222), 'the monitor port itself is read only inside the pod');
+  t.notOk(allowed(policies, stranger, nats, exporter), 'stranger -> NATS exporter: no');
+  t.ok(allowed(policies, prometheus, postgres, 9187), 'Prometheus -> Postgres metrics (the PodMonitor\'s "metrics")');
   t.ok(allowed(policies, postgres, postgres, pgPort), 'Postgres replication');
   t.ok(allowed(policies, postgres, internet, 443), 'Postgres -> object store (WAL archive, backups)');
   t.notOk(allowed(policies, stranger, postgres, pgPort), 'stranger -> Postgres: no');
