@@ -28,7 +28,7 @@ export class BenchPlatform {
     return {
       PATH: process.env.PATH, ...(process.env.BENCH_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } : {}), DATABASE_URL: this.dbUrl, NATS_URL: this.nats, AIJOB_NAMESPACE: this.id, GRPC_HOST: '127.0.0.1',
       GRPC_PORT: '0', OPS_PORT: '0', LOG_LEVEL: 'warn', AUTH_ADDR: this.authAddr ?? '', SCHEDULER_ADDR: this.schedulerAddr ?? '',
-      MAX_PENDING: '2000000', DATABASE_POOL_MAX: '16', ...(process.env.OTEL_SDK_DISABLED ? { OTEL_SDK_DISABLED: 'true' } : {}), ...extra,
+      MAX_PENDING: '2000000', DATABASE_POOL_MAX: '16', STREAM_MAX_BYTES: String(1024 ** 3), ...(process.env.OTEL_SDK_DISABLED ? { OTEL_SDK_DISABLED: 'true' } : {}), ...extra,
     };
   }
 

@@ -97,6 +97,8 @@ export class Platform {
       HEARTBEAT_INTERVAL_MS: '500',
       RECONCILE_INTERVAL_MS: '1000',
       SHUTDOWN_GRACE_MS: '5000',
+      // JetStream reserves this much disk per stream: small, so many test platforms fit on one server.
+      STREAM_MAX_BYTES: String(64 * 1024 ** 2),
       ...this.o.env,
       ...this.o.serviceEnv?.[service],
     };

@@ -4,13 +4,17 @@ import { durableConfig, streamConfigs, type StreamOptions, type Topology } from 
 const STREAM_NAME_IN_USE = 10058;
 const CONSUMER_NAME_EXISTS = 10148;
 
-/** Creates the platform's streams, or updates them to the declared configuration. */
-export async function ensureStreams(jsm: JetStreamManager, t: Topology, o: StreamOptions): Promise<void> {
+/**
+ * Creates the platform's streams, or updates them to the declared configuration. With
+ * `createOnly` (workers, which do not own the settings) existing streams are left as they are.
+ */
+export async function ensureStreams(jsm: JetStreamManager, t: Topology, o: StreamOptions, createOnly = false): Promise<void> {
   for (const cfg of streamConfigs(t, o)) {
     try {
       await jsm.streams.add(cfg);
     } catch (err) {
       if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NAME_IN_USE) throw err;
+      if (createOnly) continue;
       const { name, ...rest } = cfg as StreamConfig;
       await jsm.streams.update(name, rest);
     }

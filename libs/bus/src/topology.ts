@@ -47,14 +47,21 @@ export interface StreamOptions {
   replicas: number;
   /** How long events and submissions are kept for replay. */
   maxAgeMs: number;
+  /**
+   * Bytes each of the events and submissions streams may hold (oldest dropped beyond).
+   * JetStream reserves this much file storage per stream. Default 4 GiB.
+   */
+  maxBytes?: number;
 }
+
+const DEFAULT_MAX_BYTES = 4 * 1024 ** 3;
 
 export function streamConfigs(t: Topology, o: StreamOptions): (Partial<StreamConfig> & { name: string })[] {
   const common = { storage: StorageType.File, num_replicas: o.replicas, discard: DiscardPolicy.Old };
   return [
     {
       ...common, name: t.streams.jobs, subjects: [t.subjects.submitted], retention: RetentionPolicy.Limits,
-      max_age: nanos(o.maxAgeMs), duplicate_window: nanos(120_000), max_bytes: 4 * 1024 ** 3,
+      max_age: nanos(o.maxAgeMs), duplicate_window: nanos(120_000), max_bytes: o.maxBytes ?? DEFAULT_MAX_BYTES,
     },
     {
       ...common, name: t.streams.dispatch, subjects: [t.subjects.allDispatch], retention: RetentionPolicy.Workqueue,
@@ -62,7 +69,7 @@ export function streamConfigs(t: Topology, o: StreamOptions): (Partial<StreamCon
     },
     {
       ...common, name: t.streams.events, subjects: [t.subjects.allEvents], retention: RetentionPolicy.Limits,
-      max_age: nanos(o.maxAgeMs), duplicate_window: nanos(120_000), max_bytes: 4 * 1024 ** 3,
+      max_age: nanos(o.maxAgeMs), duplicate_window: nanos(120_000), max_bytes: o.maxBytes ?? DEFAULT_MAX_BYTES,
     },
   ];
 }

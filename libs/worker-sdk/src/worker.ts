@@ -28,6 +28,8 @@ export interface WorkerOptions {
   ackWaitMs?: number;
   /** Stream replicas, used when this worker is first to create the streams. */
   replicas?: number;
+  /** Stream size limit, used when this worker is first to create the streams. */
+  streamMaxBytes?: number;
   /** GPU facts for heartbeats, read at each beat. */
   gpu?: () => Promise<{ count: number; utilization?: number }>;
 }
@@ -109,7 +111,7 @@ export class Worker {
   async start(): Promise<void> {
     const bus = (this.bus = await connectBus({ servers: this.o.servers, name: `aijob-worker-${this.id}`, log: this.log }));
     const t = (this.t = topology(this.o.namespace ?? 'aijob'));
-    await ensureStreams(bus.jsm, t, { replicas: this.o.replicas ?? 1, maxAgeMs: 3_600_000 });
+    await ensureStreams(bus.jsm, t, this.streamDefaults, true);
     this.events = new EventPublisher(bus.js, t, this.log);
     const md = this.md;
     if (this.o.internalToken) md.set('x-aijob-internal', this.o.internalToken);
@@ -123,7 +125,7 @@ export class Worker {
     });
     for (const queue of this.queues) {
       const open = async () => {
-        await ensureStreams(bus.jsm, t, { replicas: this.o.replicas ?? 1, maxAgeMs: 3_600_000 });
+        await ensureStreams(bus.jsm, t, this.streamDefaults, true);
         await ensureDurable(bus.jsm, t.streams.dispatch, t.consumers.dispatch(queue), t.subjects.dispatch(queue), {
           ackWaitMs: this.ackWaitMs, maxAckPending: 100_000,
         });
@@ -164,6 +166,11 @@ export class Worker {
     this.scheduler?.close();
     await this.bus?.close();
     this.log.info('worker stopped');
+  }
+
+  /** Stream settings for a worker that finds no streams yet; the job service and scheduler own them. */
+  private get streamDefaults() {
+    return { replicas: this.o.replicas ?? 1, maxAgeMs: 3_600_000, maxBytes: this.o.streamMaxBytes };
   }
 
   private get ackWaitMs(): number {

@@ -30,7 +30,7 @@ const t = topology(config.AIJOB_NAMESPACE);
 const bus = await connectBus({ servers: config.NATS_URL, user: config.NATS_USER, pass: config.NATS_PASSWORD, name: 'aijob-job', log });
 /** Streams and this service's durable, created if missing (at start, and again if NATS lost them). */
 async function openEvents() {
-  await ensureStreams(bus.jsm, t, { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS });
+  await ensureStreams(bus.jsm, t, { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS, maxBytes: config.STREAM_MAX_BYTES });
   await ensureDurable(bus.jsm, t.streams.events, t.consumers.jobState, t.subjects.allEvents,
     { ackWaitMs: 30_000, maxAckPending: 20_000 });
   return bus.js.consumers.get(t.streams.events, t.consumers.jobState);

@@ -32,6 +32,8 @@ export const jobEnv = {
   MAX_PENDING: int(100_000, 0, 1_000_000_000),
   NATS_REPLICAS: int(1, 1, 5),
   STREAM_MAX_AGE_MS: int(3_600_000, 60_000, 30 * 86_400_000),
+  /** File storage JetStream reserves for each of the events and submissions streams. */
+  STREAM_MAX_BYTES: int(4 * 1024 ** 3, 1024 ** 2, 1024 ** 4),
   MIGRATE_ON_START: bool(false),
 };
 

@@ -24,6 +24,8 @@ export const schedulerEnv = {
   GANG_PLACEMENT_TIMEOUT_MS: int(300_000, 1_000, 86_400_000),
   NATS_REPLICAS: int(1, 1, 5),
   STREAM_MAX_AGE_MS: int(3_600_000, 60_000, 30 * 86_400_000),
+  /** File storage JetStream reserves for each of the events and submissions streams. */
+  STREAM_MAX_BYTES: int(4 * 1024 ** 3, 1024 ** 2, 1024 ** 4),
   MIGRATE_ON_START: bool(false),
 };
 
