@@ -101,6 +101,20 @@ t.test('dead letters: list, count, retry by filter with overrides, purge', async
   t.equal(n, 0);
   const audit = await p.sql()`SELECT action FROM audit_log WHERE resource = 'dead-letters' ORDER BY id`;
   t.same(audit.map((r) => r['action']), ['dlq.retry', 'dlq.purge'], 'bulk actions audited');
+
+  // Three attempts by default; each wait is full jitter within base * 2^(attempt-1).
+  const base = 400;
+  const flaky = await c.submitAndWait({ type: 'fail', retryBaseDelayMs: base, input: { code: 'FLAKY', retryable: true } }, { timeoutMs: 30_000 });
+  t.equal(flaky.attempt, 3, 'three attempts by default, then FAILED');
+  t.equal(flaky.state, JobState.JOB_STATE_FAILED);
+  const waits = await p.sql()`SELECT attempt, at, detail FROM job_events WHERE job_id = ${flaky.id} AND state = 'RETRY_WAIT' ORDER BY id`;
+  t.same(waits.map((w) => w['attempt']), [1, 2], 'a RETRY_WAIT after each of the first two attempts');
+  for (const w of waits) {
+    const wait = new Date((w['detail'] as { next_attempt_at: string }).next_attempt_at).getTime() - (w['at'] as Date).getTime();
+    const step = base * 2 ** ((w['attempt'] as number) - 1);
+    // `at` is the failure's time at the worker; next_attempt_at is set when the job service applies it, a little later.
+    t.ok(wait >= 0 && wait <= step + 1_000, `attempt ${w['attempt']} waited ${wait} ms, within [0, ${step}] plus delivery`);
+  }
 });
 
 t.test('cancel aborts a running handler within a second; a timeout fails the attempt; in-progress acks keep a long attempt', async (t) => {

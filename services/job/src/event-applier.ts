@@ -102,11 +102,11 @@ export class EventApplier {
           error_code = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_code ELSE j.error_code END,
           error_message = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.error_message ELSE j.error_message END,
           error_retryable = CASE WHEN e.state IN ('FAILED', 'CANCELLED') THEN e.retryable ELSE j.error_retryable END,
-          -- Exponential backoff with full jitter (never below a tenth of the step, so retries
-          -- do not stampede): base * 2^(attempt-1), capped.
+          -- Exponential backoff with full jitter: a uniform wait in [0, base * 2^(attempt-1)],
+          -- the step capped at RETRY_MAX_MS; a provider's Retry-After is the least wait.
           next_attempt_at = CASE
             WHEN e.state = 'FAILED' AND e.retryable AND j.attempt < j.max_attempts
-            THEN now() + GREATEST(coalesce(e.retry_after_ms, 0)::float8, (0.1 + 0.9 * e.jitter) * LEAST(${this.o.retryMaxMs}::float8,
+            THEN now() + GREATEST(coalesce(e.retry_after_ms, 0)::float8, e.jitter * LEAST(${this.o.retryMaxMs}::float8,
               COALESCE(j.retry_base_ms, ${this.o.retryBaseMs})::float8 * power(2, j.attempt - 1))) * interval '1 millisecond'
             ELSE NULL END,
           finished_at = CASE
@@ -218,7 +218,9 @@ function historyRows(updates: JobUpdate[], applied: Applied[]) {
       }
       rows.push({
         job_id: u.jobId, attempt: u.attempt, state: a.state, worker_id: e.workerId,
-        detail: e.error ? { error: e.error } : a.state === 'DISPATCHED' ? { handed_back: true } : {}, at: e.at ?? new Date(),
+        detail: a.state === 'RETRY_WAIT' ? { error: e.error, next_attempt_at: a.next_attempt_at }
+          : e.error ? { error: e.error } : a.state === 'DISPATCHED' ? { handed_back: true } : {},
+        at: e.at ?? new Date(),
       });
       break;
     }
