@@ -77,6 +77,28 @@ t.test('PodMonitors reach the dependencies\' exporters, for the same Prometheus'
   t.match(String(missing?.['expr']), new RegExp(`< ${cluster['spec']['instances'] - 1}$`), 'replicas expected = instances - 1');
 });
 
+t.test('alerts on containers name the namespace and containers the manifests run', async (t) => {
+  const containers = ofKind(base, 'Deployment').map((d) => d['spec']['template']['spec']['containers'][0]['name'] as string).sort();
+  const namespace = documents(['deploy/k8s/base/kustomization.yaml'])[0]!.obj['namespace'];
+  const onContainers = alerts.filter((a) => /\bcontainer_|kube_pod_container/.test(String(a['expr'])));
+  t.ok(onContainers.length >= 2, onContainers.map((a) => a['alert']).join(', '));
+  for (const a of onContainers) {
+    const expr = String(a['expr']);
+    const regexes = [...expr.matchAll(/container=~"([^"]+)"/g)].map((m) => m[1]!);
+    t.ok(regexes.length >= 2, `${a['alert']}: usage and limit both select containers`);
+    for (const r of regexes) {
+      const re = new RegExp(`^(?:${r})$`);
+      t.same(containers.filter((c) => re.test(c)), containers, `${a['alert']}: container=~"${r}" matches every service container`);
+      t.notOk(re.test('istio-proxy'), `${a['alert']}: not the sidecars`);
+    }
+    for (const m of expr.matchAll(/namespace="([^"]+)"/g)) t.equal(m[1], namespace, `${a['alert']}: namespace ${namespace}`);
+  }
+  const down = String(alerts.find((a) => a['alert'] === 'ServiceDown')?.['expr']);
+  for (const svc of ofKind(base, 'Service')) {
+    t.match(down, `absent(up{job="${svc['metadata']['name']}"})`, `ServiceDown also fires when ${svc['metadata']['name']} has no target`);
+  }
+});
+
 t.test('every alert has a runbook in docs/operations.md', async (t) => {
   const doc = readText('docs/operations.md');
   // GitHub's heading slugs (lower case, punctuation but - and _ dropped, spaces to -),

@@ -1,8 +1,10 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { parse } from 'yaml';
 import { repoRoot } from '../helpers/processes.js';
 import { startPlatform, waitFor } from '../helpers/platform.js';
 
@@ -22,10 +24,47 @@ t.test('alert rules pass promtool check and their unit tests', async (t) => {
   for (const [, name] of rules.matchAll(/- alert: (\w+)/g)) {
     t.ok(tests.includes(`alertname: ${name}`), `${name} has a unit test`);
   }
-  for (const name of ['HighJobFailureRate', 'ControllerDown', 'QueueBacklogWarning', 'QueueBacklogCritical',
-    'HighDispatchLatency', 'NoJobsProcessed', 'JobProcessingStalled', 'HighGrpcErrorRate', 'ServiceDown', 'HighTokenSpend']) {
+  for (const name of ['HighJobFailureRate', 'JobFailureRateCritical', 'ControllerDown', 'QueueBacklogWarning', 'QueueBacklogCritical',
+    'HighDispatchLatency', 'NoJobsProcessed', 'JobProcessingStalled', 'HighGrpcErrorRate', 'ServiceDown', 'HighTokenSpend',
+    'HighTokenUsage', 'HighLatency', 'HighCpuUsage', 'HighMemoryUsage', 'DatabaseConnectionsHigh', 'DependencyDown']) {
     t.ok(rules.includes(`- alert: ${name}`), `the operations guides' ${name} is there`);
   }
+});
+
+t.test('a broken rule fails its unit test (the promtool run is real)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'aijob-rules-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // The escalation threshold moved: the unit test of JobFailureRateCritical must notice.
+  const rules = readFileSync(join(promDir, 'alerts.yml'), 'utf8').replace('/ sum(rate(aijob_completed_total[5m])) > 0.25', '/ sum(rate(aijob_completed_total[5m])) > 0.5');
+  t.not(rules, readFileSync(join(promDir, 'alerts.yml'), 'utf8'), 'the rule was changed');
+  writeFileSync(join(dir, 'alerts.yml'), rules);
+  writeFileSync(join(dir, 'alerts.test.yml'), readFileSync(join(promDir, 'alerts.test.yml'), 'utf8'));
+  const failed = await run('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: dir })
+    .then(() => 'passed', (e: { stdout?: string; stderr?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}`);
+  t.match(failed, /FAILED[\s\S]*JobFailureRateCritical/, 'promtool reports the alert that no longer fires');
+});
+
+/**
+ * Metrics the rules take from other exporters (the services' own are checked against a
+ * running platform below): CloudNativePG's default queries and collector, the NATS chart's
+ * prometheus-nats-exporter (-prefix=nats, -varz, -jsz=all), cAdvisor and kube-state-metrics.
+ */
+const fromExporters: Record<string, string> = {
+  cnpg_collector_up: 'CloudNativePG', cnpg_backends_total: 'CloudNativePG backends',
+  cnpg_pg_settings_setting: 'CloudNativePG pg_settings', cnpg_pg_replication_lag: 'CloudNativePG pg_replication',
+  cnpg_pg_replication_in_recovery: 'CloudNativePG pg_replication', cnpg_pg_replication_streaming_replicas: 'CloudNativePG pg_replication',
+  cnpg_pg_stat_archiver_failed_count: 'CloudNativePG pg_stat_archiver', cnpg_pg_stat_archiver_seconds_since_last_archival: 'CloudNativePG pg_stat_archiver',
+  nats_varz_connections: 'nats exporter varz', nats_varz_slow_consumers: 'nats exporter varz',
+  nats_consumer_num_pending: 'nats exporter jsz', nats_server_total_message_bytes: 'nats exporter jsz', nats_server_max_storage: 'nats exporter jsz',
+  container_cpu_usage_seconds_total: 'cAdvisor', container_memory_working_set_bytes: 'cAdvisor',
+  kube_pod_container_resource_limits: 'kube-state-metrics',
+};
+
+t.test('every metric a rule takes from another exporter is one that exporter serves', async (t) => {
+  const rules = readFileSync(join(promDir, 'alerts.yml'), 'utf8');
+  const names = new Set([...rules.matchAll(/\b((?:cnpg|nats|container|kube)_[a-z0-9_]+)\b/g)].map((m) => m[1]!));
+  t.ok(names.size >= 10, [...names].join(', '));
+  for (const n of names) t.ok(fromExporters[n], `${n} comes from ${fromExporters[n] ?? 'no exporter we run'}`);
 });
 
 t.test('every metric a rule or dashboard names is one the services export', async (t) => {
