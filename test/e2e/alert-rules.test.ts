@@ -89,7 +89,10 @@ t.test('every metric a rule or dashboard names is one the services export', asyn
     t.ok(d.panels.length > 0, `${f} has panels`);
     sources.push([`deploy/grafana/${f}`, d.panels.flatMap((p) => p.targets.map((x) => x.expr)).join('\n')]);
   }
-  t.ok(sources.length >= 6, 'rules and five dashboards');
+  // The Prometheus adapter's rules, which the prod worker HPA scales on.
+  const adapter = parse(readFileSync(join(repoRoot, 'deploy/prometheus-adapter/values.yaml'), 'utf8')) as { rules: { external: { seriesQuery: string; metricsQuery: string }[] } };
+  sources.push(['deploy/prometheus-adapter/values.yaml', adapter.rules.external.map((r) => `${r.seriesQuery}\n${r.metricsQuery}`).join('\n')]);
+  t.ok(sources.length >= 7, 'rules, five dashboards and the adapter');
   for (const [file, text] of sources) {
     const names = new Set([...text.matchAll(/\b((?:aijob|controller|worker|ai_llm|grpc_server|process)_[a-z0-9_]+)\b/g)].map((m) => m[1]!));
     for (const n of names) t.ok(exported.has(n), `${file}: ${n} is exported`);
