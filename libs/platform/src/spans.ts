@@ -23,6 +23,18 @@ export async function inSpan<T>(name: string, traceparent: string | undefined, a
   }
 }
 
+/**
+ * The traceparent of a new trace's root span, linked to the active span: each job of a
+ * batch call gets a trace of its own, and Jaeger links it to the call. '' when tracing is off.
+ */
+export function linkedRootTraceparent(name: string, attributes: Attributes): string {
+  const current = trace.getActiveSpan()?.spanContext();
+  const span = tracer().startSpan(name, { root: true, attributes, links: current ? [{ context: current }] : [] });
+  const traceparent = currentTraceparent(trace.setSpan(context.active(), span));
+  span.end();
+  return traceparent;
+}
+
 /** A short span marking an instant in a job's trace (a state transition). */
 export function markSpan(name: string, traceparent: string | undefined, attributes: Attributes): void {
   tracer().startSpan(name, { attributes }, contextFromTraceparent(traceparent)).end();

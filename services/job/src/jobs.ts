@@ -3,7 +3,7 @@ import type { Principal, SubmitJobRequest, WorkspacePolicy } from '@aijob/contra
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobEvent, JobState, jobStateFromJSON } from '@aijob/contracts';
 import type { EventPublisher, Topology } from '@aijob/bus';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, traceIdOf } from '@aijob/platform';
+import { FailedPreconditionError, InvalidArgumentError, linkedRootTraceparent, NotFoundError, traceIdOf } from '@aijob/platform';
 import type { JobStateName } from '@aijob/store';
 import { isTerminal, type JobRow } from './job-record.js';
 import type { AuditQuery, AuditRow, JobRepository } from './job-repository.js';
@@ -65,7 +65,10 @@ export class Jobs {
     await this.d.usage.checkBudget(caller.principal.workspaceId, caller.policy?.monthlyBudgetUsd ?? 0, valid.map((v) => v.type));
     await this.d.pending.admit(caller.principal.workspaceId, caller.policy?.maxPending ?? 0,
       valid.reduce((n, v) => n + Math.max(1, v.gangSize), 0));
-    const entries = valid.map((v) => this.expand(caller, v));
+    // One trace per job: the jobs of a batch call each start a trace of their own, linked to the call's.
+    const entries = valid.map((v) => this.expand(batch
+      ? { ...caller, traceparent: linkedRootTraceparent('aijob.submit', { 'aijob.queue': v.queue, 'aijob.type': v.type }) || caller.traceparent }
+      : caller, v));
     const outcomes = await this.d.submitter.submit(entries.flat());
     let next = 0;
     return entries.map((members) => {
