@@ -63,12 +63,16 @@ export function loadConfig<S extends z.ZodRawShape>(
   }
   const parsed = z.object(shape).safeParse(cleaned);
   if (parsed.success) return parsed.data;
-  throw new ConfigError(
-    parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}${
-      i.path.length ? ` (got ${JSON.stringify(cleaned[String(i.path[0])] ?? null)})` : ''
-    }`),
-  );
+  throw new ConfigError(parsed.error.issues.map((i) => {
+    const name = String(i.path[0] ?? '');
+    const given = cleaned[name];
+    // Secrets are never echoed, not even in a start-up error.
+    const shown = given === undefined ? 'nothing' : SECRET.test(name) ? `${given.length} characters` : JSON.stringify(given);
+    return `${i.path.join('.') || '(env)'}: ${i.message}${name ? ` (got ${shown})` : ''}`;
+  }));
 }
+
+const SECRET = /TOKEN|KEY|PASSWORD|SECRET|CREDENTIAL|PRIVATE/i;
 
 /** Environment variables a service knows, for documentation and manifest checks. */
 export function knownVariables(shape: z.ZodRawShape): string[] {

@@ -1,0 +1,30 @@
+import t from 'tap';
+import { z } from 'zod';
+import { ConfigError, loadConfig } from '@aijob/platform';
+
+const shape = {
+  PORT: z.coerce.number().int().max(65535),
+  INTERNAL_TOKEN: z.string().min(32),
+  NATS_PASSWORD: z.string().min(12),
+  MODE: z.enum(['a', 'b']).default('a'),
+};
+
+t.test('every bad variable is listed at once, and secrets are never echoed', async (t) => {
+  let problems: string[] = [];
+  try {
+    loadConfig(shape, { PORT: '99999', INTERNAL_TOKEN: 'short-secret', NATS_PASSWORD: 'hunter2', MODE: 'c' });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems = err.problems;
+  }
+  t.equal(problems.length, 4, problems.join('\n'));
+  t.match(problems.find((p) => p.startsWith('PORT')), /got "99999"/, 'ordinary values are shown');
+  t.match(problems.find((p) => p.startsWith('MODE')), /got "c"/);
+  t.match(problems.find((p) => p.startsWith('INTERNAL_TOKEN')), /got 12 characters/, 'a secret only by its length');
+  t.notMatch(problems.join('\n'), /short-secret|hunter2/, 'no secret in the message');
+});
+
+t.test('empty variables count as unset and take their defaults', async (t) => {
+  const c = loadConfig({ MODE: shape.MODE }, { MODE: '' });
+  t.equal(c.MODE, 'a');
+});
