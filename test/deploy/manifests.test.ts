@@ -12,6 +12,7 @@ import * as networking from 'kubernetes-models/networking.k8s.io/v1';
 import * as istioNet from '@kubernetes-models/istio/networking.istio.io/v1';
 import * as istioSec from '@kubernetes-models/istio/security.istio.io/v1';
 import * as istioTel from '@kubernetes-models/istio/telemetry.istio.io/v1';
+import * as istioInstall from '@kubernetes-models/istio/install.istio.io/v1alpha1';
 import { repoRoot } from '../helpers/processes.js';
 import {
   build, documents, find, isKubernetes, isKustomization, kustomizationFiles, overlays, yamlFiles, type K8s,
@@ -22,6 +23,7 @@ const models: Record<string, Record<string, Model>> = {
   'apps/v1': apps as never, v1: core as never, 'batch/v1': batch as never, 'autoscaling/v2': autoscaling as never,
   'policy/v1': policy as never, 'networking.k8s.io/v1': networking as never, 'networking.istio.io/v1': istioNet as never,
   'security.istio.io/v1': istioSec as never, 'telemetry.istio.io/v1': istioTel as never,
+  'install.istio.io/v1alpha1': istioInstall as never,
 };
 /** Custom resources without bundled schemas: checked for the fields that make them work. */
 const structural: Record<string, (o: K8s) => string[]> = {

@@ -4,12 +4,14 @@
 // exist; JWT settings match the auth service's.
 import t from 'tap';
 import { meshAllows, type Call } from './authorization.js';
+import { allowed } from './network-policy.js';
 import { protoRpcs, servedBy, type Rpc } from './contracts.js';
 import { build, documents, find, ofKind, readText, yamlFiles, type K8s } from './manifest-files.js';
 import { configShape, defaults, portOf, services, type Service } from './workload-env.js';
 
 const base = build('deploy/k8s/base');
 const istio = build('istio');
+const meshConfig = find(documents(['istio/install/mesh-config.yaml']).map((d) => d.obj), 'IstioOperator', 'aijob-mesh');
 const policies = ofKind(istio, 'AuthorizationPolicy').filter((p) => p['metadata']['namespace'] === 'aijob');
 const rpcs = protoRpcs();
 const fqdn = (service: string) => `${service}.aijob.svc.cluster.local`;
@@ -174,6 +176,59 @@ t.test('traces go to Jaeger, sampled at the rate the services use', async (t) =>
   const arg = Number(find(base, 'ConfigMap', 'aijob-common')['data']['OTEL_TRACES_SAMPLER_ARG']);
   t.equal(tracing['randomSamplingPercentage'], arg * 100, 'mesh and services sample the same share');
   t.ok(portOf(find(base, 'ConfigMap', 'aijob-common')['data']['OTEL_EXPORTER_OTLP_ENDPOINT']) > 0);
+});
+
+t.test('the mesh config defines the tracing provider: the services\' collector, port and protocol, W3C context', async (t) => {
+  const common = find(base, 'ConfigMap', 'aijob-common')['data'] as Record<string, string>;
+  const endpoint = new URL(common['OTEL_EXPORTER_OTLP_ENDPOINT']!);
+  const mesh = meshConfig['spec']['meshConfig'];
+  const names = (tel: K8s) => (tel['spec']['tracing'] as K8s[]).flatMap((x) => (x['providers'] as K8s[]).map((p) => p['name']));
+  for (const name of ofKind(istio, 'Telemetry').flatMap(names)) {
+    const provider = (mesh['extensionProviders'] as K8s[]).find((p) => p['name'] === name);
+    t.ok(provider, `the Telemetry's provider ${name} is defined`);
+    const otel = provider?.['opentelemetry'];
+    t.ok(otel, `${name}: an OpenTelemetry (OTLP) provider, whose tracer propagates W3C trace context`);
+    t.equal(otel?.['service'], endpoint.hostname, `${name}: the collector Service of OTEL_EXPORTER_OTLP_ENDPOINT`);
+    t.equal(otel?.['port'], Number(endpoint.port), `${name}: its port ${endpoint.port}`);
+    t.equal(Boolean(otel?.['http']), common['OTEL_EXPORTER_OTLP_PROTOCOL']!.startsWith('http'), `${name}: the same protocol (${common['OTEL_EXPORTER_OTLP_PROTOCOL']})`);
+    if (otel?.['http']) t.equal(otel['http']['path'], '/v1/traces', `${name}: OTLP/HTTP's traces path`);
+  }
+  t.equal(mesh['enableTracing'], true);
+  t.match(common['OTEL_PROPAGATORS'], /(^|,)tracecontext(,|$)/, 'the services propagate W3C trace context too');
+  t.notMatch(common['OTEL_PROPAGATORS'], /b3|jaeger/, 'and no other format the mesh would not continue');
+});
+
+t.test('the NetworkPolicies open exactly the provider\'s port to the collector\'s namespace', async (t) => {
+  const provider = (meshConfig['spec']['meshConfig']['extensionProviders'] as K8s[]).find((p) => p['name'] === 'jaeger')!['opentelemetry'];
+  const collectorNamespace = String(provider['service']).split('.')[1]!;
+  const collector = { namespace: collectorNamespace, labels: { 'app.kubernetes.io/name': 'jaeger', 'app.kubernetes.io/component': 'collector' } };
+  const policies = ofKind(base, 'NetworkPolicy');
+  for (const s of services) {
+    const me = { namespace: 'aijob', labels: labelsOf(s) };
+    t.ok(allowed(policies, me, collector, provider['port']), `${s} (and its sidecar) -> ${collectorNamespace}:${provider['port']}`);
+    for (const other of [4317, 14250, 14268, 9411, 16686]) t.notOk(allowed(policies, me, collector, other), `${s} -> ${collectorNamespace}:${other}: closed`);
+  }
+  const toCollector = policies.flatMap((p) => ((p['spec']['egress'] ?? []) as K8s[]).filter((r) => ((r['to'] ?? []) as K8s[])
+    .some((peer) => peer['namespaceSelector']?.matchLabels?.['kubernetes.io/metadata.name'] === collectorNamespace)));
+  t.ok(toCollector.length >= 4, 'each service has its rule');
+  for (const r of toCollector) t.same(r['ports'], [{ protocol: 'TCP', port: provider['port'] }], 'that port only');
+});
+
+t.test('istiod refreshes the JWKS often enough for a rotated key, as the runbook says', async (t) => {
+  const env = meshConfig['spec']['values']['pilot']['env'] as Record<string, string>;
+  const interval = env['PILOT_JWT_PUB_KEY_REFRESH_INTERVAL'];
+  const m = /^(\d+)(s|m)$/.exec(interval ?? '');
+  t.ok(m, `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL=${interval}`);
+  const seconds = Number(m?.[1]) * (m?.[2] === 'm' ? 60 : 1);
+  t.ok(seconds > 0 && seconds <= 300, 'minutes at most (the default is 20 m, the tokens\' whole life)');
+  const ttl = Number(find(base, 'ConfigMap', 'aijob-auth')['data']['TOKEN_TTL_SECONDS']);
+  t.ok(seconds < ttl, 'shorter than a token lives');
+  const doc = readText('docs/operations.md');
+  const rotation = doc.slice(doc.indexOf('## Secrets and key rotation'), doc.indexOf('\n## ', doc.indexOf('## Secrets and key rotation') + 1));
+  t.match(rotation, 'PILOT_JWT_PUB_KEY_REFRESH_INTERVAL', 'the runbook names the setting');
+  t.match(rotation, new RegExp(`\\b${m?.[1]} ${m?.[2] === 'm' ? 'minute' : 'second'}`), `and the wait it implies (${interval})`);
+  const retire = /"retire_after":"(\d+)s"/.exec(rotation)?.[1];
+  t.ok(Number(retire) >= ttl + seconds, `retire_after ${retire}s outlasts a token issued just before (${ttl}s) plus the refresh`);
 });
 
 t.test('istio/ holds only namespaced resources placed on purpose', async (t) => {
