@@ -38,19 +38,29 @@ t.test('workspaces are isolated: another workspace\'s job, key or audit row is N
   t.same(listed, [own.id], 'List shows only its own jobs');
   t.equal((await admin.get(other.id)).state !== JobState.JOB_STATE_CANCELLED, true, 'the probed job is untouched');
 
+  // The probes are recorded for the owning workspace; the prober's own log only shows its
+  // refused changes, worded as for a job that does not exist.
   const probes = await waitFor(async () => {
-    const rows = await p.sql()`SELECT action, outcome, actor FROM audit_log
-      WHERE workspace_id = ${ws.id} AND outcome = 'denied' AND resource = ${`job/${other.id}`} ORDER BY id`;
+    const rows = await p.sql()`SELECT action, outcome, actor, reason FROM audit_log
+      WHERE workspace_id = ${home.id} AND outcome = 'denied' AND resource = ${`job/${other.id}`} ORDER BY id`;
     return rows.length >= 4 ? rows : undefined;
   }, 10_000, 'audit rows of the probes');
   t.same(probes.map((r) => r['action']).sort(), ['job.cancel', 'job.get', 'job.retry', 'job.watch']);
-  t.ok(probes.every((r) => r['actor'] === key.id), 'the actor is the probing key');
+  t.ok(probes.every((r) => r['actor'] === key.id && r['reason'] === `probe from workspace ${ws.id}`), 'the actor is the probing key');
+  const ownRows = await waitFor(async () => {
+    const rows = await p.sql()`SELECT action, reason FROM audit_log
+      WHERE workspace_id = ${ws.id} AND outcome = 'denied' AND resource = ${`job/${other.id}`} ORDER BY id`;
+    return rows.length >= 2 ? rows : undefined;
+  }, 10_000, 'the prober\'s refused changes');
+  t.same(ownRows.map((r) => r['action']).sort(), ['rpc.CancelJob', 'rpc.RetryJob']);
+  t.ok(ownRows.every((r) => r['reason'] === `job ${other.id} not found`), 'worded as for a missing job');
 
   // Audit rows: its own only; naming another workspace is NOT_FOUND.
   await t.rejects(teamA.admin.auditEvents({ workspaceId: home.id }).next(), NotFoundError, 'ListAuditEvents of another workspace');
   const mine = [];
   for await (const e of teamA.admin.auditEvents({ limit: 100 })) mine.push(e);
-  t.ok(mine.length >= 5 && mine.every((e) => e.workspaceId === ws.id), 'ListAuditEvents shows its own rows only');
+  t.ok(mine.length >= 3 && mine.every((e) => e.workspaceId === ws.id), 'ListAuditEvents shows its own rows only');
+  t.notOk(mine.some((e) => /probe/.test(e.reason)), 'and not the probes of the other workspace\'s job');
 
   // x-aijob-workspace: refused to a tenant (and audited), honoured for an admin.
   const asOther = await traced(teamA, { 'x-aijob-workspace': home.id });

@@ -82,7 +82,7 @@ async function admit(ctx: CallContext, access: string): Promise<void> {
     throw err;
   }
 }
-const grpc = new GrpcServer({ log, authorize: admit, maxMessageBytes: config.MAX_REQUEST_BYTES, onHandlerError: auditRefused(audit) });
+const grpc = new GrpcServer({ log, authorize: admit, maxMessageBytes: config.MAX_REQUEST_BYTES, onHandlerError: auditRefused(audit, { notFound: true }) });
 grpc.add(JobServiceService, jobServiceHandlers(jobs, new DeadLetters({ store, submitter, hub, audit }), usage));
 const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
 

@@ -149,9 +149,11 @@ export class JobRepository {
   }
 
   /** Whether job `id` exists in a workspace other than `workspaceId`. */
-  async existsElsewhere(workspaceId: string, id: string): Promise<boolean> {
-    const [row] = await this.store.sql`SELECT 1 AS x FROM jobs WHERE id = ${id} AND workspace_id <> ${workspaceId}`;
-    return row !== undefined;
+  /** The workspace a job belongs to when it is not `workspaceId`'s, or undefined. */
+  async ownerElsewhere(workspaceId: string, id: string): Promise<string | undefined> {
+    const [row] = await this.store.sql<{ workspace_id: string }[]>`
+      SELECT workspace_id FROM jobs WHERE id = ${id} AND workspace_id <> ${workspaceId}`;
+    return row?.workspace_id;
   }
 
   async auditEvents(q: Omit<AuditQuery, 'pageSize' | 'pageToken'> & { beforeId?: number; limit: number }): Promise<AuditRow[]> {

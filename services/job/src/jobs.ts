@@ -107,13 +107,18 @@ export class Jobs {
 
   /**
    * NOT_FOUND for a job not in the caller's workspace. When it exists in another one,
-   * the attempt is an isolation probe and leaves an audit row.
+   * the attempt is an isolation probe: the audit row goes to the owning workspace (whose
+   * operators want to know), never the caller's, which must not learn the job exists.
+   * (A refused mutating call also leaves the caller a row, the same whether the job is
+   * missing or another workspace's: the server's onHandlerError does that.)
    */
   private async notFound(caller: Caller, id: string, action: string): Promise<NotFoundError> {
-    if (await this.d.repo.existsElsewhere(caller.principal.workspaceId, id)) {
-      this.d.audit.record({ ...this.audit(caller, action, id), outcome: 'denied', reason: 'job belongs to another workspace' });
+    const owner = await this.d.repo.ownerElsewhere(caller.principal.workspaceId, id);
+    if (owner) {
+      this.d.audit.record({ ...this.audit(caller, action, id), workspaceId: owner, outcome: 'denied',
+        reason: `probe from workspace ${caller.principal.workspaceId}` });
     }
-    return new NotFoundError('job', id);
+    return new NotFoundError('job', id).about(`job/${id}`);
   }
 
   async list(caller: Caller, q: { queue: string; type: string; states: JobState[]; pageSize: number; pageToken: string }):
