@@ -16,7 +16,8 @@ const policies = ofKind(istio, 'AuthorizationPolicy').filter((p) => p['metadata'
 const rpcs = protoRpcs();
 const fqdn = (service: string) => `${service}.aijob.svc.cluster.local`;
 const gatewaySa = 'cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account';
-const prometheusSa = 'cluster.local/ns/monitoring/sa/prometheus-k8s';
+/** The Prometheus of deploy/kube-prometheus-stack/values.yaml (namespace monitoring). */
+const prometheusSa = `cluster.local/ns/monitoring/sa/${documents(['deploy/kube-prometheus-stack/values.yaml'])[0]!.obj['prometheus']['serviceAccount']['name']}`;
 const saOf = (s: Service) => `cluster.local/ns/aijob/sa/${find(base, 'Deployment', `aijob-${s}`)['spec']['template']['spec']['serviceAccountName']}`;
 const labelsOf = (s: Service): Record<string, string> => find(base, 'Deployment', `aijob-${s}`)['spec']['template']['metadata']['labels'];
 const vs = find(istio, 'VirtualService', 'aijob-api');
