@@ -1,17 +1,10 @@
-import type * as grpc from '@grpc/grpc-js';
 import {
   msToDuration, type ApiKey, type AuditEvent, type AuthServiceClient, type CreateApiKeyResponse,
   type CreateWorkspaceResponse, type GetWorkspaceResponse, type IssueTokenResponse, type JobServiceClient,
   type ListApiKeysResponse, type ListAuditEventsResponse, type ListWorkspacesResponse, type RevokeApiKeyResponse,
   type RotateSigningKeyResponse, type UpdateWorkspacePolicyResponse, type Workspace, type WorkspacePolicy,
 } from '@aijob/contracts';
-import type { CallOptions } from './client.js';
-
-type Unary = <R>(
-  invoke: (md: grpc.Metadata, co: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: R) => void) => grpc.ClientUnaryCall,
-  opts: CallOptions | undefined,
-  safeToRetry: boolean,
-) => Promise<R>;
+import type { CallOptions, Unary } from './calls.js';
 
 export interface AuditQuery {
   workspaceId?: string;

@@ -2,12 +2,16 @@ import * as grpc from '@grpc/grpc-js';
 import {
   AuthServiceClient, JobServiceClient, JobState, QueueServiceClient, SubmitJobRequest, msToDuration,
   type CancelJobResponse, type GetJobResponse, type Job, type ListJobsResponse,
-  type RetryJobResponse, type SubmitJobResponse, type SubmitJobsResponse,
+  type RetryJobResponse, type SubmitJobResponse, type SubmitJobsResponse, type WatchJobResponse,
 } from '@aijob/contracts';
 import { AdminApi } from './admin.js';
+import { backoffMs, bearer, isServiceError, pause, runUnary, type CallOptions, type Invoke } from './calls.js';
+import { Credentials } from './credentials.js';
 import { QueuesApi } from './queues.js';
 import { DeadLettersApi, UsageApi } from './dead-letters.js';
-import { toApiError, UnavailableError } from './errors.js';
+import { abortError, CancelledError, FailedPreconditionError, toApiError, UnauthenticatedError, UnavailableError } from './errors.js';
+
+export type { CallOptions } from './calls.js';
 
 export interface AijobClientOptions {
   /** host:port of the job service (and queue service, unless `queueAddress`). */
@@ -24,16 +28,12 @@ export interface AijobClientOptions {
   exchangeTokens?: boolean;
   /** TLS: true for the system roots, or your own credentials. Default: plaintext. */
   tls?: boolean | grpc.ChannelCredentials;
-  /** Deadline of unary calls in ms. Default 30 000. */
+  /** Deadline of unary calls in ms, retries included; also how long a watch keeps re-opening a broken stream. Default 30 000. */
   deadlineMs?: number;
-  /** Attempts of safe calls on UNAVAILABLE. Default 4. */
+  /** Attempts of safe unary calls on UNAVAILABLE. Default 4. */
   maxAttempts?: number;
-}
-
-/** Per-call options. */
-export interface CallOptions {
-  deadlineMs?: number;
-  signal?: AbortSignal;
+  /** grpc-js client interceptors, run on every call (logging, tracing, metrics). */
+  interceptors?: grpc.Interceptor[];
 }
 
 /** What to run. Only `type` is required. */
@@ -86,7 +86,7 @@ function toRequest(o: SubmitOptions): SubmitJobRequest {
 
 /**
  * The aijob client. Errors are typed (see errors.ts); calls that are safe to repeat
- * are retried with backoff when the service is UNAVAILABLE.
+ * are retried with backoff when the service is UNAVAILABLE, and watches re-open.
  *
  *   const aijob = new AijobClient({ address: 'localhost:50052', apiKey: process.env.AIJOB_API_KEY });
  *   const job = await aijob.submitAndWait({ type: 'echo', input: { hello: 'world' } });
@@ -103,33 +103,39 @@ export class AijobClient {
   readonly deadLetters: DeadLettersApi;
   /** Usage and cost reports. */
   readonly usage: UsageApi;
-  private token: { value: string; refreshAt: number } | undefined;
-  private tokenPending: Promise<string> | undefined;
+  private readonly creds: Credentials;
+  private readonly maxAttempts: number;
 
   constructor(private readonly o: AijobClientOptions) {
-    if (!o.apiKey && !o.token) throw new Error('AijobClient needs apiKey or token');
     const creds = o.tls === true ? grpc.credentials.createSsl() : o.tls ? o.tls : grpc.credentials.createInsecure();
-    const channel = { 'grpc.keepalive_time_ms': 30_000, 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
+    const channel = {
+      'grpc.keepalive_time_ms': 30_000, 'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // Reconnect within the retry budget of safe calls after a restart (grpc-js default: up to 120 s).
+      'grpc.max_reconnect_backoff_ms': 5_000,
+      ...(o.interceptors ? { interceptors: o.interceptors } : {}),
+    };
     this.jobs = new JobServiceClient(o.address, creds, channel);
     this.queuesClient = new QueueServiceClient(o.queueAddress ?? o.address, creds, channel);
     if (o.authAddress) this.auth = new AuthServiceClient(o.authAddress, creds, channel);
+    this.creds = new Credentials({ apiKey: o.apiKey, token: o.token, auth: this.auth, exchange: o.exchangeTokens !== false });
+    this.maxAttempts = Math.max(1, o.maxAttempts ?? 4);
+    const unary = <R>(invoke: Invoke<R>, opts: CallOptions | undefined, safe: boolean) => this.unary<R>(invoke, opts, safe);
     this.admin = new AdminApi(() => {
       if (!this.auth) throw new Error('admin calls need the authAddress option');
       return this.auth;
-    }, this.jobs, (invoke, opts, safe) => this.unary(invoke, opts, safe));
-    const unary = <R>(...a: Parameters<AijobClient['unary']>) => this.unary<R>(...(a as [never, never, never]));
+    }, this.jobs, unary);
     this.queues = new QueuesApi(this.queuesClient, unary);
     this.deadLetters = new DeadLettersApi(this.jobs, unary);
     this.usage = new UsageApi(this.jobs, unary);
   }
 
-  /** Submits one job; returns it with `deduplicated` when the idempotency key matched. */
+  /** Submits one job; returns it with `deduplicated` when the idempotency key matched. Retried only with an idempotency key. */
   async submit(job: SubmitOptions, opts?: CallOptions): Promise<Submitted> {
     const res = await this.unary<SubmitJobResponse>((md, co, cb) => this.jobs.submitJob(toRequest(job), md, co, cb), opts, job.idempotencyKey !== undefined);
     return { ...res.job!, deduplicated: res.deduplicated, gangMembers: res.gangMembers };
   }
 
-  /** Submits up to 1000 jobs in one call, all or none. */
+  /** Submits up to 1000 jobs in one call, all or none. Retried only when every job has an idempotency key. */
   async submitMany(jobs: SubmitOptions[], opts?: CallOptions): Promise<Submitted[]> {
     const safe = jobs.every((j) => j.idempotencyKey !== undefined);
     const res = await this.unary<SubmitJobsResponse>((md, co, cb) => this.jobs.submitJobs({ jobs: jobs.map(toRequest) }, md, co, cb), opts, safe);
@@ -162,38 +168,91 @@ export class AijobClient {
     } while (pageToken);
   }
 
-  /** The job now, then after every change, ending after a terminal state. */
+  /**
+   * The job now, then after every change, ending after a terminal state. When the
+   * stream breaks (UNAVAILABLE, or CANCELLED by a replica shutting down) it is opened
+   * again with backoff for up to `deadlineMs` of outage; the server sends the current
+   * state first, and a state already yielded is not yielded twice. Aborting `signal`
+   * ends it with CancelledError.
+   */
   async *watch(jobId: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<Job> {
-    const md = await this.metadata();
-    const stream = this.jobs.watchJob({ jobId }, md);
-    const abort = () => stream.cancel();
-    opts.signal?.addEventListener('abort', abort, { once: true });
-    try {
-      for await (const res of stream as AsyncIterable<{ job?: Job }>) {
-        if (res.job) yield res.job;
+    const { signal } = opts;
+    const patienceMs = this.o.deadlineMs ?? 30_000;
+    let failures = 0;
+    let brokenSince = 0;
+    let refreshed = false;
+    let last = '';
+    for (;;) {
+      let credential: string | undefined;
+      let stream: grpc.ClientReadableStream<WatchJobResponse> | undefined;
+      const onAbort = () => stream?.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        if (signal?.aborted) throw abortError(signal);
+        credential = await this.creds.current();
+        stream = this.jobs.watchJob({ jobId }, bearer(credential));
+        for await (const res of stream as AsyncIterable<WatchJobResponse>) {
+          if (!res.job) continue;
+          const version = `${res.job.state}|${res.job.attempt}|${res.job.updatedAt?.getTime()}|${res.job.progress}`;
+          if (version === last) continue;
+          last = version;
+          failures = 0;
+          yield res.job;
+          if (isTerminal(res.job)) return;
+        }
+        // The server ends the stream after a terminal state; an end before one is an interruption.
+        throw new UnavailableError(Object.assign(new Error('watch ended early'),
+          { code: grpc.status.UNAVAILABLE, details: 'the watch stream ended before a terminal state', metadata: new grpc.Metadata() }));
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal);
+        if (!isServiceError(err)) throw err;
+        const e = toApiError(err);
+        if (e instanceof UnauthenticatedError && !refreshed && credential !== undefined && this.creds.invalidate(credential)) {
+          refreshed = true;
+          continue;
+        }
+        // UNAVAILABLE, or CANCELLED that was not ours: a replica shutting down cancels the streams it still holds.
+        const interrupted = e instanceof UnavailableError || e instanceof CancelledError;
+        if (failures++ === 0) brokenSince = Date.now();
+        const wait = backoffMs(failures);
+        if (!interrupted || Date.now() + wait - brokenSince > patienceMs) throw e;
+        await pause(wait, signal);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        stream?.cancel();
       }
-    } catch (err) {
-      throw toApiError(err as grpc.ServiceError);
-    } finally {
-      opts.signal?.removeEventListener('abort', abort);
-      stream.cancel();
     }
   }
 
-  /** Submits and waits for the job to finish; returns its final record. */
+  /**
+   * Submits and waits for the job to finish; returns its final record. The wait survives
+   * restarts of the job service (see `watch`); `timeoutMs` bounds it (DeadlineExceededError).
+   */
   async submitAndWait(job: SubmitOptions, opts: CallOptions & { timeoutMs?: number } = {}): Promise<Job> {
     const submitted = await this.submit(job, opts);
     const signal = opts.timeoutMs ? anySignal(opts.signal, AbortSignal.timeout(opts.timeoutMs)) : opts.signal;
     let last: Job = submitted;
     for await (const j of this.watch(submitted.id, { signal })) last = j;
-    if (!isTerminal(last)) throw new Error(`job ${submitted.id} did not finish (last state ${stateName(last.state)})`);
     return last;
   }
 
+  /**
+   * Cancels a job that has not finished. Idempotent, so retried on UNAVAILABLE: a job
+   * that is already CANCELLED is returned as it is; one that SUCCEEDED or FAILED is a
+   * FailedPreconditionError.
+   */
   async cancel(jobId: string, reason = '', opts?: CallOptions): Promise<Job> {
-    return (await this.unary<CancelJobResponse>((md, co, cb) => this.jobs.cancelJob({ jobId, reason }, md, co, cb), opts, false)).job!;
+    try {
+      return (await this.unary<CancelJobResponse>((md, co, cb) => this.jobs.cancelJob({ jobId, reason }, md, co, cb), opts, true)).job!;
+    } catch (err) {
+      if (!(err instanceof FailedPreconditionError)) throw err;
+      const job = await this.get(jobId, opts);
+      if (job.state !== JobState.JOB_STATE_CANCELLED) throw err;
+      return job;
+    }
   }
 
+  /** Reopens a FAILED or CANCELLED job (not retried: a repeat would fail once the job is QUEUED). */
   async retry(jobId: string, opts?: CallOptions): Promise<Job> {
     return (await this.unary<RetryJobResponse>((md, co, cb) => this.jobs.retryJob({ jobId }, md, co, cb), opts, false)).job!;
   }
@@ -206,50 +265,11 @@ export class AijobClient {
 
   /** Metadata with a current credential: the API key, the given token, or a fresh JWT. */
   async metadata(): Promise<grpc.Metadata> {
-    const md = new grpc.Metadata();
-    md.set('authorization', `Bearer ${await this.credential()}`);
-    return md;
+    return bearer(await this.creds.current());
   }
 
-  private async credential(): Promise<string> {
-    if (this.o.token) return this.o.token;
-    if (!this.auth || !this.o.apiKey || this.o.exchangeTokens === false) return this.o.apiKey!;
-    if (this.token && Date.now() < this.token.refreshAt) return this.token.value;
-    this.tokenPending ??= new Promise<string>((resolve, reject) => {
-      this.auth!.issueToken({ apiKey: this.o.apiKey! }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => {
-        this.tokenPending = undefined;
-        if (err) return reject(toApiError(err));
-        const expires = res.expiresAt?.getTime() ?? Date.now() + 60_000;
-        // Refresh when 80% of the lifetime has passed.
-        this.token = { value: res.token, refreshAt: Date.now() + (expires - Date.now()) * 0.8 };
-        resolve(res.token);
-      });
-    });
-    return this.tokenPending;
-  }
-
-  private async unary<R>(
-    invoke: (md: grpc.Metadata, co: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: R) => void) => grpc.ClientUnaryCall,
-    opts: CallOptions | undefined,
-    safeToRetry: boolean,
-  ): Promise<R> {
-    const attempts = safeToRetry ? (this.o.maxAttempts ?? 4) : 1;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const md = await this.metadata();
-        return await new Promise<R>((resolve, reject) => {
-          const call = invoke(md, { deadline: Date.now() + (opts?.deadlineMs ?? this.o.deadlineMs ?? 30_000) },
-            (err, res) => (err ? reject(toApiError(err)) : resolve(res)));
-          if (opts?.signal) {
-            if (opts.signal.aborted) call.cancel();
-            opts.signal.addEventListener('abort', () => call.cancel(), { once: true });
-          }
-        });
-      } catch (err) {
-        if (!(err instanceof UnavailableError) || attempt >= attempts || opts?.signal?.aborted) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)));
-      }
-    }
+  private unary<R>(invoke: Invoke<R>, opts: CallOptions | undefined, safeToRetry: boolean): Promise<R> {
+    return runUnary(this.creds, this.maxAttempts, this.o.deadlineMs ?? 30_000, invoke, opts, safeToRetry);
   }
 }
 

@@ -1,15 +1,8 @@
-import type * as grpc from '@grpc/grpc-js';
 import {
   UsageGroupBy, type DeadLetterFilter, type GetDeadLetterStatsResponse, type GetUsageReportResponse, type Job,
   type JobServiceClient, type ListDeadLettersResponse, type PurgeDeadLettersResponse, type RetryDeadLettersResponse,
 } from '@aijob/contracts';
-import type { CallOptions } from './client.js';
-
-type Unary = <R>(
-  invoke: (md: grpc.Metadata, co: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: R) => void) => grpc.ClientUnaryCall,
-  opts: CallOptions | undefined,
-  safeToRetry: boolean,
-) => Promise<R>;
+import type { CallOptions, Unary } from './calls.js';
 
 /** Which dead letters (FAILED jobs) of your workspace; empty fields match all. */
 export interface DeadLetterQuery {

@@ -67,10 +67,25 @@ const classes: Partial<Record<status, typeof AijobApiError>> = {
   [status.CANCELLED]: CancelledError,
 };
 
-/** The typed error for a gRPC failure. */
-export function toApiError(err: ServiceError): AijobApiError {
+/** The typed error for a gRPC failure (an AijobApiError is returned as is). */
+export function toApiError(err: ServiceError | AijobApiError): AijobApiError {
+  if (err instanceof AijobApiError) return err;
   const Cls = classes[err.code] ?? InternalError;
   return new Cls(err, { cause: err });
+}
+
+/**
+ * What a call or watch throws when its AbortSignal fires: DeadlineExceededError for a
+ * timeout signal (`AbortSignal.timeout`), CancelledError otherwise; `cause` is the
+ * signal's reason.
+ */
+export function abortError(signal: AbortSignal): AijobApiError {
+  const reason: unknown = signal.reason;
+  const timeout = reason instanceof Error && reason.name === 'TimeoutError';
+  const code = timeout ? status.DEADLINE_EXCEEDED : status.CANCELLED;
+  const details = timeout ? 'the signal timed out' : 'aborted by the caller';
+  const err = Object.assign(new Error(details), { code, details, metadata: new Metadata() }) as ServiceError;
+  return new (timeout ? DeadlineExceededError : CancelledError)(err, { cause: reason });
 }
 
 function parseDetails(md: Metadata): { fieldViolations: FieldViolation[]; retryDelayMs?: number; reason?: string } {

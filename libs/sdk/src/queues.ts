@@ -1,15 +1,8 @@
-import type * as grpc from '@grpc/grpc-js';
 import type {
   ClearQueueResponse, GetClusterStatsResponse, GetQueueResponse, JobState, ListQueuesResponse, PauseQueueResponse,
   PutQueueResponse, Queue, QueueServiceClient, ResumeQueueResponse,
 } from '@aijob/contracts';
-import type { CallOptions } from './client.js';
-
-type Unary = <R>(
-  invoke: (md: grpc.Metadata, co: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: R) => void) => grpc.ClientUnaryCall,
-  opts: CallOptions | undefined,
-  safeToRetry: boolean,
-) => Promise<R>;
+import type { CallOptions, Unary } from './calls.js';
 
 /** Queues and the cluster (`client.queues`); served by the scheduler (`queueAddress`). */
 export class QueuesApi {

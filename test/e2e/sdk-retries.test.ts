@@ -1,0 +1,96 @@
+import t from 'tap';
+import { status } from '@grpc/grpc-js';
+import { AijobClient, CancelledError, stateName, UnavailableError, type AijobClientOptions, type Job } from '@aijob/sdk';
+import { freePort } from '../helpers/nats-server.js';
+import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
+import { callRecorder, closedPort, timed } from '../helpers/sdk-probes.js';
+
+function client(t: Tap.Test, p: Platform, o: Partial<AijobClientOptions> = {}): AijobClient {
+  const c = new AijobClient({ address: p.jobAddr, queueAddress: p.schedulerAddr, authAddress: p.authAddr, apiKey: p.apiKey,
+    exchangeTokens: false, ...o });
+  t.teardown(() => c.close());
+  return c;
+}
+
+const someId = '00000000-0000-7000-8000-000000000000';
+const far = new Date(Date.now() + 24 * 3_600_000);
+
+t.test('UNAVAILABLE: only idempotent calls are retried, with backoff, within the deadline', async (t) => {
+  const rec = callRecorder();
+  const down = new AijobClient({ address: `127.0.0.1:${await closedPort()}`, apiKey: 'aijob_unused', maxAttempts: 3, interceptors: [rec.interceptor] });
+  t.teardown(() => down.close());
+  const calls: [string, string, () => Promise<unknown>, number][] = [
+    ['get', 'GetJob', () => down.get(someId), 3],
+    ['list', 'ListJobs', () => down.listPage({}), 3],
+    ['submit with an idempotency key', 'SubmitJob', () => down.submit({ type: 'echo', idempotencyKey: 'k1' }), 3],
+    ['cancel', 'CancelJob', () => down.cancel(someId), 3],
+    ['submit without a key', 'SubmitJob', () => down.submit({ type: 'echo' }), 1],
+    ['submitMany with a job lacking a key', 'SubmitJobs', () => down.submitMany([{ type: 'echo', idempotencyKey: 'a' }, { type: 'echo' }]), 1],
+    ['retry', 'RetryJob', () => down.retry(someId), 1],
+  ];
+  for (const [name, method, call, attempts] of calls) {
+    const before = rec.count(method);
+    const err = await call().catch((e: unknown) => e);
+    t.type(err, UnavailableError, `${name}: UnavailableError`);
+    t.equal(rec.count(method) - before, attempts, `${name}: ${attempts} attempt(s)`);
+  }
+  const short = await timed(down.get(someId, { deadlineMs: 150 }));
+  t.type(short.error, UnavailableError);
+  t.ok(short.ms < 1_000, `no retry wait past the deadline (${short.ms} ms)`);
+
+  const patient = new AijobClient({ address: `127.0.0.1:${await closedPort()}`, apiKey: 'aijob_unused', maxAttempts: 100, interceptors: [rec.interceptor] });
+  t.teardown(() => patient.close());
+  const ac = new AbortController();
+  const before = rec.count('GetJob');
+  const waiting = timed(patient.get(someId, { signal: ac.signal }));
+  await waitFor(() => rec.count('GetJob', status.UNAVAILABLE) - before >= 2, 10_000, 'two failed attempts');
+  const abortedAt = Date.now();
+  ac.abort();
+  const r = await waiting;
+  t.type(r.error, CancelledError, 'an abort during the retry wait ends the call');
+  t.ok(Date.now() - abortedAt < 200, 'at once, not after the backoff');
+});
+
+t.test('a job service stopped and crashed: reads retry, watches re-open, submitAndWait finishes', async (t) => {
+  const p = await startPlatform(t, { workers: 1 });
+  const admin = p.client();
+  const port = await freePort();
+  const replica = async () => p.spawn('job', { GRPC_PORT: String(port), SHUTDOWN_GRACE_MS: '1000' }, 'job-fixed');
+  await replica();
+  const rec = callRecorder();
+  const c = client(t, p, { address: `127.0.0.1:${port}`, maxAttempts: 30, interceptors: [rec.interceptor] });
+
+  // Jobs that wait (run_at tomorrow) until cancelled: the watches outlive the restart.
+  const job = await admin.submit({ type: 'echo', runAt: far });
+  const seen: Job[] = [];
+  const watching = (async () => { for await (const j of c.watch(job.id)) seen.push(j); })();
+  const waited = c.submitAndWait({ type: 'echo', runAt: far, idempotencyKey: 'restart-1' });
+  await waitFor(() => seen.length === 1 && rec.count('WatchJob') === 2, 10_000, 'both watches open');
+
+  const reopened = (n: number) => waitFor(() => rec.count('WatchJob') >= n &&
+    rec.calls.filter((x) => x.method === 'WatchJob' && x.code === undefined).length === 2, 30_000, 'both watches open again');
+  // A graceful stop: after its grace period the replica cancels the streams it still holds.
+  await p.proc('job-fixed').stop();
+  t.ok(rec.count('WatchJob', status.CANCELLED) === 2, 'the draining replica cancelled both watches');
+  await replica();
+  await reopened(4);
+
+  // A crash: the connection drops (UNAVAILABLE); a read issued while it is down waits for it.
+  await p.proc('job-fixed').kill();
+  const read = c.get(job.id);
+  await waitFor(() => rec.count('GetJob', status.UNAVAILABLE) >= 1 && rec.count('WatchJob', status.UNAVAILABLE) >= 2,
+    10_000, 'the read and both watches failing while the service is down');
+  await replica();
+  t.equal(stateName((await read).state), 'QUEUED', 'the read issued while the service was down succeeds once it is back');
+  await reopened(6);
+
+  await admin.cancel(job.id, 'done watching');
+  const other = await admin.submit({ type: 'echo', runAt: far, idempotencyKey: 'restart-1' });
+  t.ok(other.deduplicated, 'submitAndWait submitted once');
+  await admin.cancel(other.id, 'done waiting');
+  await watching;
+  const states = seen.map((j) => stateName(j.state));
+  t.same(states, ['QUEUED', 'CANCELLED'], 'the watch went on to the end, the state seen before the restarts not repeated');
+  const done = await waited;
+  t.same([done.id, stateName(done.state)], [other.id, 'CANCELLED'], 'submitAndWait returns the final record across the restarts');
+});
