@@ -1,23 +1,9 @@
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot } from '../helpers/processes.js';
-import { startPlatform, type Platform } from '../helpers/platform.js';
-
-interface Run { code: number; stdout: string; stderr: string }
-
-function cli(p: Platform, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(repoRoot, 'libs/cli/bin/aijob.mjs'), ...args], {
-      env: {
-        PATH: process.env['PATH'] ?? '', HOME: tmpdir(), AIJOB_ADDR: p.jobAddr, AIJOB_SCHEDULER_ADDR: p.schedulerAddr,
-        AIJOB_AUTH_ADDR: p.authAddr, AIJOB_API_KEY: p.apiKey, ...env,
-      },
-    }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
-  });
-}
+import { cli } from '../helpers/cli.js';
+import { startPlatform } from '../helpers/platform.js';
 
 t.test('the aijob CLI drives the platform, for humans and for scripts', async (t) => {
   const p = await startPlatform(t, { workers: 1 });
@@ -56,6 +42,16 @@ t.test('the aijob CLI drives the platform, for humans and for scripts', async (t
 
   const stats = JSON.parse((await cli(p, ['dlq', 'stats', '--json'])).stdout) as { total: number };
   t.equal(stats.total, 1);
+  const other = JSON.parse((await cli(p, ['jobs', 'submit', 'fail', '--input', '{"code":"BANG"}', '--max-attempts', '1', '--wait', '--json'])).stdout) as { id: string };
+  const one = await cli(p, ['dlq', 'retry', other.id, '--set', 'attempts=0']);
+  t.equal(one.code, 0, 'dlq retry <id>');
+  t.match(one.stdout, /retried 1 jobs\n(.*\n)*1\/1 finished: 1 succeeded/, 'that one job, followed to its end');
+  const left = JSON.parse((await cli(p, ['dlq', 'list', '--json'])).stdout) as { id: string }[];
+  t.same(left.map((j) => j.id), [failedJob.id], 'the other dead letter stays');
+  const missing = await cli(p, ['dlq', 'retry', other.id, '--json']);
+  t.equal(missing.code, 3, 'an id that is no dead letter (any more): exit 3');
+  t.same(JSON.parse(missing.stdout), { retried: 0, jobIds: [], notDeadLetters: [other.id] });
+  t.match(missing.stderr, new RegExp(`not dead letters .*${other.id}`));
   const retried = await cli(p, ['dlq', 'retry', '--code', 'BOOM', '--set', 'attempts=0']);
   t.equal(retried.code, 0);
   t.match(retried.stdout, /retried 1 jobs\n(.*\n)*1\/1 finished: 1 succeeded/, 'live progress until the retried job ends');
@@ -92,6 +88,17 @@ t.test('the aijob CLI drives the platform, for humans and for scripts', async (t
   const dir = mkdtempSync(join(tmpdir(), 'aijob-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ addr: p.jobAddr, schedulerAddr: p.schedulerAddr, authAddr: p.authAddr, apiKey: p.apiKey }));
+  const first = await cli(p, ['--addr', p.jobAddr, '--json', 'jobs', 'list', '--limit', '1'], { AIJOB_ADDR: '' });
+  t.equal(first.code, 0, 'global options before the group');
+  t.equal((JSON.parse(first.stdout) as unknown[]).length, 1);
+  t.equal((await cli(p, ['--addr', p.jobAddr, 'jobs', 'explode'])).code, 2, 'and the command after them is still checked');
+
   const fromFile = await cli(p, ['jobs', 'list', '--config', join(dir, 'config.json')], { AIJOB_API_KEY: '', AIJOB_ADDR: '' });
   t.equal(fromFile.code, 0, 'settings from a config file');
+});
+
+t.test('the @aijob/cli package exports main and its exit codes', async (t) => {
+  const pkg = await import('@aijob/cli') as { main: unknown; exitCodes: Record<string, number> };
+  t.type(pkg.main, 'function', 'package.json main resolves to the built entry point');
+  t.equal(pkg.exitCodes['jobFailed'], 8);
 });

@@ -50,10 +50,33 @@ function help(group?: Group, command?: Command): string {
     `5 resource exhausted, 6 unavailable, 7 failed precondition, 8 the job did not succeed.\n`;
 }
 
+/**
+ * The group and command named on the command line, wherever the options stand: a
+ * string option's value (`--addr h:1 jobs list`) is not taken for a name.
+ */
+function commandOf(argv: string[]): { groupName?: string; commandName?: string; group?: Group; command?: Command } {
+  const names: string[] = [];
+  let group: Group | undefined;
+  let command: Command | undefined;
+  for (let i = 0; i < argv.length && names.length < 2; i++) {
+    const a = argv[i]!;
+    if (a === '--') { names.push(...argv.slice(i + 1, i + 3 - names.length)); break; }
+    if (a.startsWith('--')) {
+      const spec = ({ ...globalOptions, ...command?.options } as Record<string, OptionSpec | undefined>)[a.slice(2)];
+      if (spec?.type === 'string') i++;
+      continue;
+    }
+    if (a.startsWith('-') && a.length > 1) continue;
+    names.push(a);
+    if (names.length === 1) group = groups.find((g) => g.name === a);
+    else command = group?.commands.find((c) => c.name === a);
+  }
+  return { groupName: names[0], commandName: names[1], group, command: names.length >= 2 ? command : undefined };
+}
+
+/** Runs one command line; resolves with the exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const [groupName, commandName] = argv.filter((a) => !a.startsWith('-'));
-  const group = groups.find((g) => g.name === groupName);
-  const command = group?.commands.find((c) => c.name === commandName);
+  const { groupName, commandName, group, command } = commandOf(argv);
   const wantsHelp = argv.includes('--help') || argv.includes('-h');
   if (!group || !command) {
     if (wantsHelp || argv.length === 0) { stdio.write(help(group)); return exitCodes.ok; }
@@ -90,4 +113,4 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+export { exitCodes } from './errors.js';

@@ -1,6 +1,6 @@
 import { isTerminal, JobState, type DeadLetterQuery } from '@aijob/sdk';
 import { bool, list, str, type CommandContext, type Group } from '../command.js';
-import { UsageError } from '../errors.js';
+import { exitCodes, UsageError } from '../errors.js';
 import { jobColumns, jobJson, jobRow } from '../jobs-view.js';
 import { print, table } from '../output.js';
 import { integer, pairs, time } from '../parse.js';
@@ -17,10 +17,13 @@ const filterOptions = {
   until: { type: 'string' as const, description: 'failed before: ISO time or 1h (ago)' },
 };
 
+/** Job ids named as arguments or with --id. */
+const namedIds = (ctx: CommandContext) => [...new Set([...ctx.args, ...list(ctx, 'id')])];
+
 function query(ctx: CommandContext): DeadLetterQuery {
   if (bool(ctx, 'retryable') && bool(ctx, 'not-retryable')) throw new UsageError('--retryable and --not-retryable exclude each other');
   return {
-    jobIds: list(ctx, 'id'), queue: str(ctx, 'queue'), type: str(ctx, 'type'), errorCode: str(ctx, 'code'),
+    jobIds: namedIds(ctx), queue: str(ctx, 'queue'), type: str(ctx, 'type'), errorCode: str(ctx, 'code'),
     provider: str(ctx, 'provider'),
     retryable: bool(ctx, 'retryable') ? true : bool(ctx, 'not-retryable') ? false : undefined,
     failedAfter: str(ctx, 'since') ? time(str(ctx, 'since')!, 'since') : undefined,
@@ -54,7 +57,7 @@ export const dlqGroup: Group = {
   summary: 'dead letters: jobs that ended FAILED',
   commands: [
     {
-      name: 'list', summary: 'list dead letters, latest failure first', usage: '[filters] [--limit N]',
+      name: 'list', summary: 'list dead letters, latest failure first', usage: '[job id ...] [filters] [--limit N]',
       options: { ...filterOptions, limit: { type: 'string', description: 'at most N (default 100)' } },
       async run(ctx) {
         const jobs = [];
@@ -63,7 +66,7 @@ export const dlqGroup: Group = {
       },
     },
     {
-      name: 'stats', summary: 'count dead letters by error code, provider, queue and type', usage: '[filters]',
+      name: 'stats', summary: 'count dead letters by error code, provider, queue and type', usage: '[job id ...] [filters]',
       options: filterOptions,
       async run(ctx) {
         const s = await ctx.client.deadLetters.stats(query(ctx));
@@ -76,7 +79,7 @@ export const dlqGroup: Group = {
       },
     },
     {
-      name: 'retry', summary: 'reopen dead letters (one, a filter, or --all), showing progress', usage: '[filters | --all] [--set k=v] [--model M]',
+      name: 'retry', summary: 'reopen dead letters (by id, a filter, or --all), showing progress', usage: '[job id ...] [filters | --all] [--set k=v] [--model M]',
       options: {
         ...filterOptions,
         all: { type: 'boolean', description: 'every dead letter (needed when no filter is given)' },
@@ -90,13 +93,18 @@ export const dlqGroup: Group = {
           all: bool(ctx, 'all'), inputOverrides: pairs(list(ctx, 'set'), 'set', true), model: str(ctx, 'model'),
           limit: integer(str(ctx, 'limit'), 'limit'),
         });
-        if (ctx.out.format === 'json') { ctx.out.write(`${JSON.stringify({ retried: ids.length, jobIds: ids }, null, 2)}\n`); return; }
+        // Ids asked for by name that were not dead letters (unknown, or not FAILED): exit 3.
+        const missed = namedIds(ctx).filter((id) => !ids.includes(id));
+        if (missed.length) ctx.out.error(`aijob: not dead letters (no such FAILED job): ${missed.join(', ')}\n`);
+        const code = missed.length ? exitCodes.notFound : exitCodes.ok;
+        if (ctx.out.format === 'json') { ctx.out.write(`${JSON.stringify({ retried: ids.length, jobIds: ids, notDeadLetters: missed }, null, 2)}\n`); return code; }
         ctx.out.write(`retried ${ids.length} jobs\n`);
         if (!bool(ctx, 'no-wait') && ids.length > 0) await progress(ctx, ids);
+        return code;
       },
     },
     {
-      name: 'purge', summary: 'delete dead letters (usage is kept)', usage: '[filters | --all] --yes',
+      name: 'purge', summary: 'delete dead letters (usage is kept)', usage: '[job id ...] [filters | --all] --yes',
       options: { ...filterOptions, all: { type: 'boolean', description: 'every dead letter' }, yes: { type: 'boolean', description: 'confirm' } },
       async run(ctx) {
         if (!bool(ctx, 'yes')) throw new UsageError('purge deletes jobs for good: add --yes to confirm');
