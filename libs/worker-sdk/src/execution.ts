@@ -14,7 +14,7 @@ export interface ExecutionDeps {
 
 /** The outcome of one attempt; `handed_back` when the worker stopped before it ended. */
 export type Outcome =
-  | { kind: 'succeeded'; output: Record<string, unknown> }
+  | { kind: 'succeeded'; outputJson: string }
   | { kind: 'failed'; failure: JobFailure }
   | { kind: 'cancelled' }
   | { kind: 'handed_back' };
@@ -34,7 +34,7 @@ export class Execution {
 
   constructor(readonly job: DispatchedJob, private readonly msg: JsMsg, private readonly d: ExecutionDeps) {
     this.info = {
-      id: job.jobId, workspaceId: job.workspaceId, queue: job.queue, type: job.type, input: job.input ?? {},
+      id: job.jobId, workspaceId: job.workspaceId, queue: job.queue, type: job.type, input: inputOf(job),
       labels: job.labels, attempt: job.attempt, maxAttempts: job.maxAttempts,
       timeoutMs: job.timeout ? durationToMs(job.timeout) : 300_000, createdAt: job.createdAt ?? new Date(),
     };
@@ -92,7 +92,7 @@ export class Execution {
         reportUsage: (u) => this.record(u),
         get log() { return self.log; },
       }), this.abort.signal);
-      outcome = { kind: 'succeeded', output: asOutput(result) };
+      outcome = { kind: 'succeeded', outputJson: asOutputJson(result) };
     } catch (err) {
       outcome = this.outcomeOf(err);
     } finally {
@@ -107,7 +107,7 @@ export class Execution {
       return outcome;
     }
     const end = outcome.kind === 'succeeded'
-      ? this.event(JobState.JOB_STATE_SUCCEEDED, { output: outcome.output })
+      ? this.event(JobState.JOB_STATE_SUCCEEDED, { outputJson: Buffer.from(outcome.outputJson) })
       : outcome.kind === 'cancelled'
         ? this.event(JobState.JOB_STATE_CANCELLED, { error: { code: 'CANCELLED', message: 'cancelled', retryable: false } })
         : this.event(JobState.JOB_STATE_FAILED, { error: {
@@ -167,14 +167,24 @@ const failureAsError = (f: JobFailure) => new FailureError(f);
 
 class OutputError extends Error {}
 
-/** The handler's result as a job output object. */
-function asOutput(result: unknown): Record<string, unknown> {
+/** The job's input: the JSON text the scheduler passed through, or the older Struct form. */
+function inputOf(job: DispatchedJob): Record<string, unknown> {
+  if (job.inputJson.length === 0) return job.input ?? {};
+  const value: unknown = JSON.parse(Buffer.from(job.inputJson.buffer, job.inputJson.byteOffset, job.inputJson.byteLength).toString('utf8'));
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : {};
+}
+
+/** The handler's result as the JSON text of a job output object. */
+function asOutputJson(result: unknown): string {
   const value = result === undefined ? {} : result;
   const obj = value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Record<string, unknown> : { result: value };
-  let json: string;
-  try { json = JSON.stringify(obj); } catch (err) { throw new OutputError(`output is not JSON: ${(err as Error).message}`); }
+  let json: string | undefined;
+  try { json = JSON.stringify(obj) as string | undefined; } catch (err) { throw new OutputError(`output is not JSON: ${(err as Error).message}`); }
+  // An object whose toJSON gives something else (a Date gives a string) is wrapped like any value.
+  if (json === undefined) json = '{}';
+  else if (json[0] !== '{') json = `{"result":${json}}`;
   if (Buffer.byteLength(json) > MAX_OUTPUT_BYTES) throw new OutputError(`output exceeds ${MAX_OUTPUT_BYTES} bytes`);
-  return JSON.parse(json) as Record<string, unknown>;
+  return json;
 }
 
 /** Settles with the handler, or rejects as soon as the signal aborts (a handler may ignore it). */

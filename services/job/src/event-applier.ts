@@ -114,7 +114,7 @@ export class EventApplier {
             ELSE e.at END,
           updated_at = now()
         FROM (
-          SELECT u.*, o.state AS old_state FROM json_to_recordset(${JSON.stringify(rows)}::text::json) AS u(
+          SELECT u.*, o.state AS old_state FROM json_to_recordset(${rowsWithOutput(rows)}::text::json) AS u(
             job_id uuid, attempt int, state text, worker_id text, at timestamptz, started_at timestamptz,
             output jsonb, error_code text, error_message text, retryable bool, progress real, progress_note text,
             jitter float8, retry_after_ms int)
@@ -187,6 +187,14 @@ export class EventApplier {
       }
     }
   }
+}
+
+/** The rows as a JSON array, each `output` (JSON text already) spliced in as it is. */
+function rowsWithOutput(rows: { output: string | null }[]): string {
+  return `[${rows.map(({ output, ...rest }) => {
+    const head = JSON.stringify(rest);
+    return output === null ? head : `${head.slice(0, -1)},"output":${output}}`;
+  }).join(',')}]`;
 }
 
 /** History rows for the transitions that moved each applied job forward. */

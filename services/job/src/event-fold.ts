@@ -9,7 +9,8 @@ export interface JobUpdate {
   workerId: string;
   at: Date;
   startedAt: Date | null;
-  output: Record<string, unknown> | null;
+  /** A SUCCEEDED attempt's output as JSON text (an object), stored as it is. */
+  output: string | null;
   errorCode: string | null;
   errorMessage: string | null;
   retryable: boolean;
@@ -37,6 +38,18 @@ const ends: Partial<Record<JobState, JobUpdate['state']>> = {
  * (DISPATCHED from the scheduler, RETRY_WAIT and CANCELLED from this service) update
  * nothing; their jobs are still reported as touched.
  */
+/** The output of a SUCCEEDED event as JSON text of an object, or null when it is not one. */
+function outputJson(e: JobEvent): string | null {
+  if (e.outputJson.length === 0) return JSON.stringify(e.output ?? {});
+  const text = Buffer.from(e.outputJson.buffer, e.outputJson.byteOffset, e.outputJson.byteLength).toString('utf8');
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? text : null;
+  } catch {
+    return null;
+  }
+}
+
 export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched: Set<string> } {
   const byJob = new Map<string, JobUpdate>();
   const touched = new Set<string>();
@@ -81,7 +94,13 @@ export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched:
     u.at = e.at ?? new Date();
     u.usage = e.usage;
     u.startedAt ??= e.startedAt ?? null;
-    if (end === 'SUCCEEDED') u.output = e.output ?? {};
+    if (end === 'SUCCEEDED') {
+      u.output = outputJson(e);
+      if (u.output === null) {
+        // Not a JSON object (no worker of ours sends that): the attempt fails, permanently.
+        Object.assign(u, { state: 'FAILED', errorCode: 'OUTPUT_INVALID', errorMessage: 'output is not a JSON object', retryable: false });
+      }
+    }
     if (end === 'FAILED' || end === 'CANCELLED') {
       u.errorCode = e.error?.code || (end === 'CANCELLED' ? 'CANCELLED' : 'UNKNOWN');
       u.errorMessage = e.error?.message ?? '';

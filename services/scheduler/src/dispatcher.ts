@@ -12,7 +12,8 @@ interface DispatchRow {
   attempt: number;
   max_attempts: number;
   timeout_ms: number;
-  input: Record<string, unknown>;
+  /** The stored input as JSON text, passed to the worker untouched. */
+  input_json: string;
   labels: Record<string, string>;
   idempotency_key: string | null;
   created_at: Date;
@@ -56,7 +57,7 @@ export class Dispatcher {
         UPDATE jobs SET state = 'DISPATCHED', attempt = attempt + 1, dispatched_at = now(), updated_at = now(),
           next_attempt_at = NULL, worker_id = NULL, started_at = NULL, progress = NULL, progress_note = NULL
         WHERE id = ANY(${ids}::uuid[]) AND state IN ('QUEUED', 'RETRY_WAIT') AND EXISTS (SELECT 1 FROM lease)
-        RETURNING id, workspace_id, queue, type, attempt, max_attempts, timeout_ms, input, labels, idempotency_key,
+        RETURNING id, workspace_id, queue, type, attempt, max_attempts, timeout_ms, input::text AS input_json, labels, idempotency_key,
           created_at, dispatched_at, gang_id, gang_size, traceparent
       ), hist AS (
         INSERT INTO job_events (job_id, attempt, state, source, at)
@@ -81,7 +82,7 @@ export class Dispatcher {
   private async publish(r: DispatchRow): Promise<number> {
     const data = encode(DispatchedJob, {
       jobId: r.id, workspaceId: r.workspace_id, queue: r.queue, type: r.type, attempt: r.attempt,
-      maxAttempts: r.max_attempts, input: r.input, timeout: msToDuration(r.timeout_ms),
+      maxAttempts: r.max_attempts, inputJson: Buffer.from(r.input_json), timeout: msToDuration(r.timeout_ms),
       idempotencyKey: r.idempotency_key ?? r.id, labels: r.labels, createdAt: r.created_at,
       dispatchedAt: r.dispatched_at, gangId: r.gang_id ?? '', gangSize: r.gang_size, traceparent: r.traceparent,
     });
