@@ -1,7 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { DispatchedJob, JobEvent, JobState, msToDuration } from '@aijob/contracts';
 import { encode, traceHeaders, type EventPublisher, type Topology } from '@aijob/bus';
-import { errorMessage, inSpan, type Logger } from '@aijob/platform';
+import { childSpan, errorMessage, type Logger } from '@aijob/platform';
 import type { Store } from '@aijob/store';
 
 interface DispatchRow {
@@ -65,11 +65,18 @@ export class Dispatcher {
       )
       SELECT * FROM upd`;
     // Each job's admission is a span of its own trace; the worker's span continues from it.
-    const out = await Promise.all(rows.map((r) => inSpan('aijob.admit', r.traceparent,
-      { 'aijob.job_id': r.id, 'aijob.queue': r.queue, 'aijob.attempt': r.attempt }, async (traceparent) => {
-        r.traceparent = traceparent;
-        return { id: r.id, workspaceId: r.workspace_id, queue: r.queue, attempt: r.attempt, seq: await this.publish(r) };
-      })));
+    const out = await Promise.all(rows.map(async (r) => {
+      const admit = childSpan('aijob.admit', r.traceparent, { 'aijob.job_id': r.id, 'aijob.queue': r.queue, 'aijob.attempt': r.attempt });
+      r.traceparent = admit.traceparent;
+      try {
+        const seq = await this.publish(r);
+        admit.end();
+        return { id: r.id, workspaceId: r.workspace_id, queue: r.queue, attempt: r.attempt, seq };
+      } catch (err) {
+        admit.end(err);
+        throw err;
+      }
+    }));
     void Promise.all(rows.map((r, i) => this.events.publish(JobEvent.fromPartial({
       jobId: r.id, attempt: r.attempt, state: JobState.JOB_STATE_DISPATCHED, at: r.dispatched_at, queue: r.queue,
       workspaceId: r.workspace_id, traceparent: r.traceparent, source: 'scheduler',
