@@ -103,7 +103,8 @@ export function build(dir: string): K8s[] {
     return img ? { ...c, image: `${img.name}:${img.newTag}` } : c;
   };
   out = out.map((o) => {
-    const spec = o['kind'] === 'Job' || o['kind'] === 'Deployment' ? o['spec']['template']['spec'] : undefined;
+    const spec = o['kind'] === 'Job' || o['kind'] === 'Deployment' ? o['spec']['template']['spec']
+      : o['kind'] === 'CronJob' ? o['spec']['jobTemplate']['spec']['template']['spec'] : undefined;
     if (spec) spec.containers = spec.containers.map(retag);
     if (spec?.initContainers) spec.initContainers = spec.initContainers.map(retag);
     const labels = Object.assign({}, ...((k['labels'] ?? []) as { pairs: K8s }[]).map((l) => l.pairs));

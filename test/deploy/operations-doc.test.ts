@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot } from '../helpers/processes.js';
 import { messageFields, protoRpcs, servedBy } from './contracts.js';
-import { build, documents, ofKind, readText, type K8s } from './manifest-files.js';
+import { build, documents, ofKind, readText, yamlFiles, type K8s } from './manifest-files.js';
 import { configShape, defaults, services } from './workload-env.js';
 
 const run = promisify(execFile);
@@ -18,7 +18,7 @@ const deployment = readme.slice(readme.indexOf('## Deployment'), readme.indexOf(
 /** Lines of the text with shell continuations joined. */
 const lines = (text: string) => text.replace(/\\\n\s*/g, ' ').split('\n');
 const base = build('deploy/k8s/base');
-const everything: K8s[] = [...base, ...build('istio'), ...documents(['deploy/postgres/cluster.yaml']).map((d) => d.obj)];
+const everything: K8s[] = [...base, ...build('istio'), ...documents(['deploy/postgres/cluster.yaml', ...yamlFiles('deploy/k8s/jobs')]).map((d) => d.obj)];
 
 t.test('the runbooks exist and say how to reach the services', async (t) => {
   t.ok(deployment.length > 500, 'the README has a Deployment section');
@@ -84,6 +84,12 @@ t.test('kubectl commands name resources the manifests create', async (t) => {
   const has = (kind: string, name: string) => everything.some((d) => d['kind'] === kind && d['metadata']['name'] === name);
   const chart: Record<string, string[]> = { Deployment: ['nats-box'] };
   const refs: [string, string][] = [];
+  // Jobs the runbooks create from a CronJob of the manifests exist once created.
+  const fromCronJobs = new Set<string>();
+  for (const m of doc.matchAll(/create job (aijob-[\w-]+) --from=cronjob\/(aijob-[\w-]+)/g)) {
+    t.ok(has('CronJob', m[2]!), `CronJob ${m[2]} exists`);
+    fromCronJobs.add(m[1]!);
+  }
   for (const text of [doc, deployment]) {
     for (const m of text.matchAll(/\b(?:deploy|deployment)\/((?:aijob|nats)-[\w-]+)/g)) refs.push(['Deployment', m[1]!]);
     for (const m of text.matchAll(/\bsvc\/(aijob-[\w-]+)/g)) refs.push(['Service', m[1]!]);
@@ -92,12 +98,14 @@ t.test('kubectl commands name resources the manifests create', async (t) => {
     for (const m of text.matchAll(/\b(?:get cluster|cnpg \w+) ([\w-]+)/g)) refs.push(['Cluster', m[1]!]);
   }
   t.ok(refs.length >= 10, `${refs.length} references`);
-  for (const [kind, name] of refs) t.ok(has(kind, name) || chart[kind]?.includes(name), `${kind} ${name} exists`);
+  for (const [kind, name] of refs) t.ok(has(kind, name) || chart[kind]?.includes(name) || (kind === 'Job' && fromCronJobs.has(name)), `${kind} ${name} exists`);
   const components = new Set(ofKind(base, 'Deployment').map((d) => d['spec']['template']['metadata']['labels']['app.kubernetes.io/component']));
   for (const m of doc.matchAll(/app\.kubernetes\.io\/component=(\w+)/g)) t.ok(components.has(m[1]), `pods labelled component=${m[1]}`);
   for (const m of doc.matchAll(/`(aijob-[a-z-]+)`/g)) {
-    t.ok(m[1] === 'aijob-secrets' || everything.some((d) => d['metadata']?.name === m[1]), `${m[1]} is a resource`);
+    // aijob-worker-gpu: the pool Scaling workers has you create (worker-pools.test.ts builds it).
+    t.ok(['aijob-secrets', 'aijob-worker-gpu'].includes(m[1]!) || fromCronJobs.has(m[1]!) || everything.some((d) => d['metadata']?.name === m[1]), `${m[1]} is a resource`);
   }
+  for (const m of doc.matchAll(/\b(?:pod\/|cp |exec )(aijob-[\w-]+)[: ]/g)) t.ok(has('Pod', m[1]!), `Pod ${m[1]} exists`);
 });
 
 t.test('files and paths the docs point to exist', async (t) => {
