@@ -94,10 +94,15 @@ export class QueueRepository {
     }
   }
 
-  /** Non-terminal job counts per queue. */
+  /**
+   * Non-terminal job counts per queue. The oldest pending is the QUEUED job that has been
+   * ready to run longest (since its run_at, or since submit): jobs still delayed by run_at
+   * are not waiting on the scheduler and do not count.
+   */
   async counts(): Promise<Map<string, QueueCounts>> {
     const rows = await this.store.sql<{ queue: string; state: string; n: number; oldest: Date | null }[]>`
-      SELECT queue, state, count(*)::int AS n, min(created_at) FILTER (WHERE state = 'QUEUED') AS oldest
+      SELECT queue, state, count(*)::int AS n,
+        min(GREATEST(created_at, run_at)) FILTER (WHERE state = 'QUEUED' AND (run_at IS NULL OR run_at <= now())) AS oldest
       FROM jobs WHERE state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT') GROUP BY queue, state`;
     const out = new Map<string, QueueCounts>();
     for (const r of rows) {
