@@ -1,20 +1,31 @@
 import { counter, errorMessage, type Logger } from '@aijob/platform';
 import type { Dispatcher } from './dispatcher.js';
-import { width, type Fit, type QueueState, type SchedulerState } from './scheduler-state.js';
-import type { WorkerRegistry } from './worker-registry.js';
+import { width, type Candidate, type Fit, type QueuePicker, type QueueState, type SchedulerState } from './scheduler-state.js';
+import type { WorkerInfo, WorkerRegistry } from './worker-registry.js';
 
 const MAX_ROUND = 1_000;
 
+/** Queues that share live workers, and what those workers can take. */
+interface Pool {
+  queues: QueueState[];
+  /** Jobs the pool's workers can take or hold ready, less what is in flight in its queues. */
+  room: number;
+}
+
 /**
- * One admission round at a time: for every queue that is not paused, as many jobs as
- * its free concurrency and rate allow, chosen by priority and workspace fairness, go
- * out in one fenced dispatch. A gang goes only when enough worker slots are free for
- * all its members at once.
+ * One admission round at a time. Queues that share workers form a pool; the pool's
+ * capacity (its workers' slots and half as many again) is shared by all its queues, one
+ * slot at a time: the next goes to the workspace with the lowest load in the pool — its
+ * jobs in flight there, each counted 1/weight of its queue — and among that workspace's
+ * queues to the one with the fewest in flight for its weight. Within a queue, priority
+ * comes first (QueuePicker). Each queue also stays within its max_concurrency, its dispatch
+ * rate and its own workers' capacity. The round's jobs go out in one fenced dispatch.
  */
 export class Admission {
   private running = false;
   private again = false;
   private dueTimer: NodeJS.Timeout | undefined;
+  private dueAt = 0;
   /** Jobs dispatched per queue recently, not yet reflected in workers' heartbeats. */
   private readonly recent = new Map<string, { at: number; n: number }[]>();
   private readonly admitted = counter('aijob_admitted_total', 'Jobs admitted and dispatched, by queue.', ['queue']);
@@ -63,23 +74,8 @@ export class Admission {
     const now = Date.now();
     this.schedule(state.promoteDue(now));
     const ids: string[] = [];
-    for (const q of state.queues.values()) {
-      if (q.settings.paused || q.pending === 0) continue;
-      let n = Math.min(q.free, MAX_ROUND, this.workerCapacityLeft(q, now));
-      if (q.settings.ratePerSecond > 0) n = Math.min(n, this.tokens(q, now, n));
-      if (n <= 0) continue;
-      const picked = state.select(q, n, (w) => this.gangFit(q.name, w, now));
-      let count = 0;
-      for (const j of picked) {
-        for (const id of j.members ?? [j.id]) {
-          state.addInflight({ id, workspaceId: j.workspaceId, queue: q.name, attempt: -1, since: now, dispatchSeq: 0 });
-          ids.push(id);
-        }
-        count += width(j);
-      }
-      if (count > 0) this.note(q.name, now, count);
-      if (q.settings.ratePerSecond > 0) q.tokens -= count;
-    }
+    const { pools, queueRoom, serving } = this.pools(now);
+    for (const pool of pools) this.fill(pool, queueRoom, serving, now, ids);
     if (ids.length === 0) return;
     const dispatched = await this.d.dispatcher.dispatch(ids, epoch);
     if (this.d.epoch() !== epoch) return;
@@ -95,30 +91,105 @@ export class Admission {
     this.again = true;
   }
 
+  /** Hands the pool's room to its queues' pending jobs, slot by slot (see the class comment). */
+  private fill(pool: Pool, queueRoom: Map<string, number>, serving: Map<string, WorkerInfo[]>, now: number, ids: string[]): void {
+    const load = new Map<string, number>();
+    for (const q of pool.queues) for (const [ws, n] of q.wsInflight) load.set(ws, (load.get(ws) ?? 0) + n / q.weight);
+    const loadOf = (ws: string) => load.get(ws) ?? 0;
+    const open: { q: QueueState; picker: QueuePicker; budget: number }[] = [];
+    for (const q of pool.queues) {
+      if (q.settings.paused || q.pending === 0) continue;
+      let budget = Math.min(q.free, MAX_ROUND, queueRoom.get(q.name) ?? 0);
+      if (q.settings.ratePerSecond > 0 && budget > 0) budget = Math.min(budget, this.tokens(q, now, budget));
+      if (budget <= 0) continue;
+      open.push({ q, budget, picker: this.d.state.picker(q, (w) => this.gangFit(q.name, pool, serving, w, now)) });
+    }
+    const pickers = open.map((o) => o.picker);
+    let room = pool.room;
+    while (room > 0 && open.length > 0) {
+      let best: { o: (typeof open)[number]; c: Candidate; qLoad: number } | undefined;
+      for (let i = open.length - 1; i >= 0; i--) {
+        const o = open[i]!;
+        const c = o.budget > 0 ? o.picker.peek(loadOf, Math.min(o.budget, room)) : undefined;
+        if (!c) { open.splice(i, 1); continue; }
+        const qLoad = (o.q.inflight.size + width(c.job)) / o.q.weight;
+        if (!best || c.load < best.c.load || (c.load === best.c.load &&
+          (qLoad < best.qLoad || (qLoad === best.qLoad && c.job.id < best.c.job.id)))) best = { o, c, qLoad };
+      }
+      if (!best) break;
+      const { o, c } = best;
+      o.picker.take(c);
+      for (const id of c.job.members ?? [c.job.id]) {
+        this.d.state.addInflight({ id, workspaceId: c.ws, queue: o.q.name, attempt: -1, since: now, dispatchSeq: 0 });
+        ids.push(id);
+      }
+      const w = width(c.job);
+      o.budget -= w;
+      room -= w;
+      load.set(c.ws, loadOf(c.ws) + w / o.q.weight);
+      if (o.q.settings.ratePerSecond > 0) o.q.tokens -= w;
+      this.note(o.q.name, now, w);
+    }
+    for (const p of pickers) p.finish();
+  }
+
   /**
-   * How many more jobs the queue's live workers can take or hold ready: their slots and
-   * half as many again in the stream, less what is in flight. Admitting only that much
-   * keeps the waiting line here, where priority and fairness apply, not in the stream.
+   * Queues joined into pools by the live workers they share. A pool's room is what its
+   * workers can take or hold ready — their slots and half as many again — less what is in
+   * flight in all its queues; each queue's room likewise counts only its own workers.
+   * Admitting only that much keeps the waiting line here, where priority, weights and
+   * fairness apply, not in the stream.
    */
-  private workerCapacityLeft(q: QueueState, now: number): number {
-    let slots = 0;
-    for (const w of this.d.registry.alive(now)) if (w.queues.includes(q.name)) slots += w.slots;
-    return Math.max(0, Math.ceil(slots * 1.5) - q.inflight.size);
+  private pools(now: number): { pools: Pool[]; queueRoom: Map<string, number>; serving: Map<string, WorkerInfo[]> } {
+    const { state } = this.d;
+    const parent = new Map<string, string>();
+    const find = (x: string): string => {
+      let r = x;
+      while (parent.get(r) !== r) r = parent.get(r)!;
+      parent.set(x, r);
+      return r;
+    };
+    const serving = new Map<string, WorkerInfo[]>();
+    const alive = this.d.registry.alive(now);
+    for (const w of alive) {
+      const qs = w.queues.filter((n) => state.queues.has(n));
+      for (const n of qs) {
+        if (!parent.has(n)) parent.set(n, n);
+        serving.set(n, [...(serving.get(n) ?? []), w]);
+        parent.set(find(n), find(qs[0]!));
+      }
+    }
+    const capacity = (w: WorkerInfo) => Math.ceil(w.slots * 1.5);
+    const byRoot = new Map<string, { queues: QueueState[]; workers: Set<WorkerInfo> }>();
+    const queueRoom = new Map<string, number>();
+    for (const [name, workers] of serving) {
+      const q = state.queue(name);
+      const root = find(name);
+      let g = byRoot.get(root);
+      if (!g) byRoot.set(root, (g = { queues: [], workers: new Set() }));
+      g.queues.push(q);
+      for (const w of workers) g.workers.add(w);
+      queueRoom.set(name, Math.max(0, workers.reduce((n, w) => n + capacity(w), 0) - q.inflight.size));
+    }
+    const pools: Pool[] = [];
+    for (const g of byRoot.values()) {
+      let room = 0;
+      for (const w of g.workers) room += capacity(w);
+      for (const q of g.queues) room -= q.inflight.size;
+      if (room > 0) pools.push({ queues: g.queues, room });
+    }
+    return { pools, queueRoom, serving };
   }
 
-  private gangFit(queue: string, width: number, now: number): Fit {
-    if (this.workerSlotsFree(queue, now) >= width) return 'now';
-    let total = 0;
-    for (const w of this.d.registry.alive(now)) if (w.queues.includes(queue)) total += w.slots;
-    return total >= width ? 'later' : 'never';
-  }
-
-  /** Free worker slots for a queue: what live workers last reported, less what went out since. */
-  private workerSlotsFree(queue: string, now: number): number {
-    let free = 0;
-    for (const w of this.d.registry.alive(now)) if (w.queues.includes(queue)) free += w.freeSlots;
-    for (const r of this.recent.get(queue) ?? []) if (now - r.at < this.d.heartbeatIntervalMs * 1.5) free -= r.n;
-    return free;
+  private gangFit(queue: string, pool: Pool, serving: Map<string, WorkerInfo[]>, width: number, now: number): Fit {
+    const workers = serving.get(queue) ?? [];
+    // Free slots as the workers last reported them, less what went out since to any queue they share.
+    let free = workers.reduce((n, w) => n + w.freeSlots, 0);
+    for (const q of pool.queues) {
+      for (const r of this.recent.get(q.name) ?? []) if (now - r.at < this.d.heartbeatIntervalMs * 1.5) free -= r.n;
+    }
+    if (free >= width) return 'now';
+    return workers.reduce((n, w) => n + w.slots, 0) >= width ? 'later' : 'never';
   }
 
   private note(queue: string, at: number, n: number): void {
@@ -145,6 +216,4 @@ export class Admission {
     this.dueAt = at;
     this.dueTimer = setTimeout(() => { this.dueTimer = undefined; this.kick(); }, Math.max(0, at - Date.now()) + 1);
   }
-
-  private dueAt = 0;
 }

@@ -150,8 +150,7 @@ export class Controller {
       return;
     }
     const notBefore = (r.state === 'RETRY_WAIT' ? r.next_attempt_at : r.run_at)?.getTime() ?? 0;
-    this.wait({ id: r.id, workspaceId: r.workspace_id, queue: r.queue, priority: r.priority, notBefore, since: r.created_at.getTime() },
-      r.gang_id, r.gang_size, now);
+    this.wait({ id: r.id, workspaceId: r.workspace_id, queue: r.queue, priority: r.priority, notBefore }, r.gang_id, r.gang_size, now);
   }
 
   /** A job starts waiting; gang members wait together once all have arrived. */
@@ -177,7 +176,7 @@ export class Controller {
       for (const j of batch.jobs) {
         if (!this.state.queues.has(j.queue)) newQueues.add(j.queue);
         this.wait({ id: j.jobId, workspaceId: j.workspaceId, queue: j.queue, priority: j.priority,
-          notBefore: j.runAt?.getTime() ?? 0, since: j.createdAt?.getTime() ?? now }, j.gangId, j.gangSize, now);
+          notBefore: j.runAt?.getTime() ?? 0 }, j.gangId, j.gangSize, now);
       }
     }
     if (newQueues.size > 0) {
@@ -211,8 +210,8 @@ export class Controller {
             break;
           case JobState.JOB_STATE_RETRY_WAIT:
             this.state.release(e.jobId, e.attempt);
-            this.wait({ id: e.jobId, workspaceId: e.workspaceId, queue: e.queue, priority: 0,
-              notBefore: e.nextAttemptAt?.getTime() ?? now, since: now }, e.gangId, e.gangSize, now);
+            this.wait({ id: e.jobId, workspaceId: e.workspaceId, queue: e.queue, priority: e.priority,
+              notBefore: e.nextAttemptAt?.getTime() ?? now }, e.gangId, e.gangSize, now);
             break;
           case JobState.JOB_STATE_CANCELLED:
             if (e.source !== 'job') this.state.release(e.jobId, e.attempt);

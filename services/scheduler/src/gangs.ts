@@ -27,7 +27,6 @@ export class GangAssembly {
       id: ids[0]!, workspaceId: member.workspaceId, queue: member.queue,
       priority: Math.max(...members.map((m) => m.priority)),
       notBefore: Math.max(...members.map((m) => m.notBefore)),
-      since: Math.min(...members.map((m) => m.since)),
       members: ids,
       gangId,
     };

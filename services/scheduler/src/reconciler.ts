@@ -180,14 +180,18 @@ export class Reconciler {
 
   private suspects = new Set<string>();
 
-  /** Gangs waiting longer than the placement timeout fail as a whole. */
+  /**
+   * Gangs ready for longer than the placement timeout fail as a whole. The clock starts
+   * when the gang became ready to start (run_at or its retry reached, or this leader's
+   * rebuild), not at submit: a delayed gang is not placed before its time anyway.
+   */
   private async failUnplaceableGangs(): Promise<void> {
     const now = Date.now();
     const timeout = this.d.o.gangPlacementTimeoutMs;
     const expired = new Set(this.d.gangs.expire(now, timeout));
     for (const q of this.d.state.queues.values()) {
       for (const heap of q.byWorkspace.values()) {
-        for (const j of heap.toArray()) if (j.gangId && now - j.since > timeout) expired.add(j.gangId);
+        for (const j of heap.toArray()) if (j.gangId && now - (j.readyAt ?? now) > timeout) expired.add(j.gangId);
       }
     }
     for (const gangId of expired) {

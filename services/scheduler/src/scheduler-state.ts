@@ -8,8 +8,11 @@ export interface PendingJob {
   priority: number;
   /** Not before this time (ms since epoch); 0 for now. */
   notBefore: number;
-  /** When it started waiting (ms), for the oldest-pending age. */
-  since: number;
+  /**
+   * When it became ready for admission (ms): `run_at` or its retry reached, or this
+   * leader's rebuild. A gang's placement timeout counts from here. Set by the state.
+   */
+  readyAt?: number;
   /** A gang: every member's id (this entry stands for all of them; `id` is the first). */
   members?: string[];
   gangId?: string;
@@ -46,6 +49,8 @@ export class QueueState {
   readonly byWorkspace = new Map<string, Heap<PendingJob>>();
   readonly delayed = new Heap<PendingJob>(byTime);
   readonly inflight = new Map<string, InflightJob>();
+  /** Slots each workspace holds in this queue. */
+  readonly wsInflight = new Map<string, number>();
   pending = 0;
   /** Token bucket for the dispatch rate limit. */
   tokens = 0;
@@ -57,12 +62,9 @@ export class QueueState {
     return Math.max(0, this.settings.maxConcurrency - this.inflight.size);
   }
 
-  oldestPendingSince(): number | undefined {
-    let oldest: number | undefined;
-    for (const heap of this.byWorkspace.values()) {
-      for (const j of heap.toArray()) if (oldest === undefined || j.since < oldest) oldest = j.since;
-    }
-    return oldest;
+  /** The weight as a divisor: at least 1. */
+  get weight(): number {
+    return Math.max(1, this.settings.weight);
   }
 }
 
@@ -75,10 +77,7 @@ export class SchedulerState {
   readonly queues = new Map<string, QueueState>();
   /** Where each known job is, and in which queue. */
   readonly where = new Map<string, { at: 'pending' | 'delayed' | 'inflight'; queue: string }>();
-  /** Slots each workspace holds across all queues (fairness is per workspace, not per queue). */
-  readonly workspaceInflight = new Map<string, number>();
-
-  constructor(private readonly defaults: () => QueueSettings, private readonly workspaceWeight: (ws: string) => number = () => 1) {}
+  constructor(private readonly defaults: () => QueueSettings, readonly workspaceWeight: (ws: string) => number = () => 1) {}
 
   queue(name: string): QueueState {
     let q = this.queues.get(name);
@@ -95,7 +94,7 @@ export class SchedulerState {
       q.delayed.push(job);
       for (const id of ids) this.where.set(id, { at: 'delayed', queue: q.name });
     } else {
-      this.pushReady(q, job);
+      this.pushReady(q, job, now);
     }
     return true;
   }
@@ -105,9 +104,10 @@ export class SchedulerState {
     const prev = this.where.get(job.id);
     if (prev?.at === 'inflight') return;
     if (prev) this.remove(job.id);
-    this.queue(job.queue).inflight.set(job.id, job);
+    const q = this.queue(job.queue);
+    q.inflight.set(job.id, job);
+    q.wsInflight.set(job.workspaceId, (q.wsInflight.get(job.workspaceId) ?? 0) + 1);
     this.where.set(job.id, { at: 'inflight', queue: job.queue });
-    this.workspaceInflight.set(job.workspaceId, (this.workspaceInflight.get(job.workspaceId) ?? 0) + 1);
   }
 
   /** Frees the slot of `id` when it is in flight at `attempt` (any attempt when omitted). */
@@ -119,8 +119,8 @@ export class SchedulerState {
     if (attempt !== undefined && j.attempt !== attempt) return undefined;
     q.inflight.delete(id);
     this.where.delete(id);
-    const n = (this.workspaceInflight.get(j.workspaceId) ?? 1) - 1;
-    if (n <= 0) this.workspaceInflight.delete(j.workspaceId); else this.workspaceInflight.set(j.workspaceId, n);
+    const n = (q.wsInflight.get(j.workspaceId) ?? 1) - 1;
+    if (n <= 0) q.wsInflight.delete(j.workspaceId); else q.wsInflight.set(j.workspaceId, n);
     return j;
   }
 
@@ -150,62 +150,16 @@ export class SchedulerState {
   promoteDue(now: number): number | undefined {
     let next: number | undefined;
     for (const q of this.queues.values()) {
-      while (q.delayed.size > 0 && q.delayed.peek()!.notBefore <= now) this.pushReady(q, q.delayed.pop()!);
+      while (q.delayed.size > 0 && q.delayed.peek()!.notBefore <= now) this.pushReady(q, q.delayed.pop()!, now);
       const head = q.delayed.peek();
       if (head && (next === undefined || head.notBefore < next)) next = head.notBefore;
     }
     return next;
   }
 
-  /**
-   * Picks up to `n` pending jobs of queue `q`: the highest priority first; among equal
-   * priorities, the workspace holding the fewest slots for its weight across all queues
-   * (so a huge backlog cannot starve a small one, and splitting a backlog over queues
-   * buys nothing); within a workspace, the oldest. The picked jobs leave pending.
-   */
-  select(q: QueueState, n: number, fits: (gangWidth: number) => Fit = () => 'now'): PendingJob[] {
-    const picked: PendingJob[] = [];
-    const extra = new Map<string, number>();
-    const blocked = new Set<string>();
-    const setAside: PendingJob[] = [];
-    let slots = n;
-    while (slots > 0) {
-      let best: { ws: string; head: PendingJob; load: number } | undefined;
-      for (const [ws, heap] of q.byWorkspace) {
-        if (blocked.has(ws)) continue;
-        const head = heap.peek()!;
-        const load = ((this.workspaceInflight.get(ws) ?? 0) + (extra.get(ws) ?? 0)) / Math.max(1, this.workspaceWeight(ws));
-        if (!best || head.priority > best.head.priority ||
-          (head.priority === best.head.priority && (load < best.load || (load === best.load && head.id < best.head.id)))) {
-          best = { ws, head, load };
-        }
-      }
-      if (!best) break;
-      const w = width(best.head);
-      const heap = q.byWorkspace.get(best.ws)!;
-      // A gang starts only when all its members can: all or nothing, never partial. While
-      // the workers could hold it, it keeps its place (slots drain towards it); while they
-      // could not even when idle, the jobs behind it go first.
-      const fit = best.head.members ? (w > q.settings.maxConcurrency ? 'never' : fits(w)) : 'now';
-      if (fit === 'never') {
-        setAside.push(heap.pop()!);
-        if (heap.size === 0) q.byWorkspace.delete(best.ws);
-        continue;
-      }
-      if (w > slots || fit === 'later') { blocked.add(best.ws); continue; }
-      picked.push(heap.pop()!);
-      if (heap.size === 0) q.byWorkspace.delete(best.ws);
-      q.pending -= w;
-      slots -= w;
-      for (const id of best.head.members ?? [best.head.id]) this.where.delete(id);
-      extra.set(best.ws, (extra.get(best.ws) ?? 0) + w);
-    }
-    for (const j of setAside) {
-      let heap = q.byWorkspace.get(j.workspaceId);
-      if (!heap) q.byWorkspace.set(j.workspaceId, (heap = new Heap(byPriority)));
-      heap.push(j);
-    }
-    return picked;
+  /** Hands out `q`'s pending jobs one at a time for an admission round (see QueuePicker). */
+  picker(q: QueueState, fits: (gangWidth: number) => Fit): QueuePicker {
+    return new QueuePicker(this, q, fits);
   }
 
   /** Jobs waiting (ready or delayed) in each queue. */
@@ -228,14 +182,81 @@ export class SchedulerState {
   clear(): void {
     this.queues.clear();
     this.where.clear();
-    this.workspaceInflight.clear();
   }
 
-  private pushReady(q: QueueState, job: PendingJob): void {
-    let heap = q.byWorkspace.get(job.workspaceId);
-    if (!heap) q.byWorkspace.set(job.workspaceId, (heap = new Heap(byPriority)));
-    heap.push(job);
+  private pushReady(q: QueueState, job: PendingJob, now: number): void {
+    job.readyAt = now;
+    pushHead(q, job);
     q.pending += width(job);
     for (const id of job.members ?? [job.id]) this.where.set(id, { at: 'pending', queue: q.name });
+  }
+}
+
+function pushHead(q: QueueState, job: PendingJob): void {
+  let heap = q.byWorkspace.get(job.workspaceId);
+  if (!heap) q.byWorkspace.set(job.workspaceId, (heap = new Heap(byPriority)));
+  heap.push(job);
+}
+
+/** The job a queue would start next, and its workspace's load at the time. */
+export interface Candidate {
+  ws: string;
+  job: PendingJob;
+  load: number;
+}
+
+/**
+ * One queue's side of an admission round. `peek` names the job the queue would start
+ * next: the highest priority first; among equal priorities, the workspace with the
+ * lowest load (the caller's measure, shared across the queues of a worker pool); within
+ * a workspace, the oldest. A gang goes only when all its members can, never partly:
+ * while the workers could hold it, it keeps its workspace's place in the queue (slots
+ * drain towards it); while they could not even when idle, the jobs behind it go first.
+ */
+export class QueuePicker {
+  private readonly blocked = new Set<string>();
+  private readonly setAside: PendingJob[] = [];
+
+  constructor(private readonly s: SchedulerState, readonly q: QueueState, private readonly fits: (gangWidth: number) => Fit) {}
+
+  peek(load: (ws: string) => number, budget: number): Candidate | undefined {
+    const q = this.q;
+    for (;;) {
+      let best: Candidate | undefined;
+      for (const [ws, heap] of q.byWorkspace) {
+        if (this.blocked.has(ws)) continue;
+        const head = heap.peek()!;
+        const l = load(ws) / Math.max(1, this.s.workspaceWeight(ws));
+        if (!best || head.priority > best.job.priority ||
+          (head.priority === best.job.priority && (l < best.load || (l === best.load && head.id < best.job.id)))) {
+          best = { ws, job: head, load: l };
+        }
+      }
+      if (!best) return undefined;
+      const w = width(best.job);
+      const fit = best.job.members ? (w > q.settings.maxConcurrency ? 'never' : this.fits(w)) : 'now';
+      if (fit === 'never') {
+        const heap = q.byWorkspace.get(best.ws)!;
+        this.setAside.push(heap.pop()!);
+        if (heap.size === 0) q.byWorkspace.delete(best.ws);
+        continue;
+      }
+      if (w > budget || fit === 'later') { this.blocked.add(best.ws); continue; }
+      return best;
+    }
+  }
+
+  /** Takes the candidate `peek` just named out of pending. */
+  take(c: Candidate): void {
+    const heap = this.q.byWorkspace.get(c.ws)!;
+    heap.pop();
+    if (heap.size === 0) this.q.byWorkspace.delete(c.ws);
+    this.q.pending -= width(c.job);
+    for (const id of c.job.members ?? [c.job.id]) this.s.where.delete(id);
+  }
+
+  /** Ends the round: gangs set aside take their places again. */
+  finish(): void {
+    for (const j of this.setAside.splice(0)) pushHead(this.q, j);
   }
 }
