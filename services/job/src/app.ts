@@ -93,6 +93,8 @@ log.info({ grpc_port: grpcPort, ops_port: ops.port }, 'job service listening');
 
 handleShutdown(log, [
   { name: 'readiness', run: () => { readiness.drain(); readiness.stop(); } },
+  // Watches would hold the server for the whole grace period: end them first, clients resume elsewhere.
+  { name: 'watches', run: () => hub.drain() },
   { name: 'grpc', run: () => grpc.shutdown(config.SHUTDOWN_GRACE_MS) },
   { name: 'submitter', run: () => submitter.close() },
   { name: 'event applier', run: () => applying.stop() },

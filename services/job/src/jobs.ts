@@ -3,7 +3,9 @@ import type { Principal, SubmitJobRequest, WorkspacePolicy } from '@aijob/contra
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobEvent, JobState, jobStateFromJSON } from '@aijob/contracts';
 import type { EventPublisher, Topology } from '@aijob/bus';
-import { FailedPreconditionError, InvalidArgumentError, linkedRootTraceparent, NotFoundError, traceIdOf } from '@aijob/platform';
+import {
+  FailedPreconditionError, InvalidArgumentError, linkedRootTraceparent, NotFoundError, traceIdOf, UnavailableError,
+} from '@aijob/platform';
 import type { JobStateName } from '@aijob/store';
 import { isTerminal, type JobRow } from './job-record.js';
 import type { AuditQuery, AuditRow, JobRepository } from './job-repository.js';
@@ -157,6 +159,7 @@ export class Jobs {
       let last = '';
       for (;;) {
         if (signal.aborted) return;
+        if (this.d.hub.draining) throw new UnavailableError('this job service replica is shutting down; watch again');
         if (changed) {
           changed = false;
           const row = await this.d.repo.get(caller.principal.workspaceId, id);

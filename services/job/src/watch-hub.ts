@@ -10,6 +10,8 @@ import type { Logger } from '@aijob/platform';
 export class WatchHub {
   private readonly listeners = new Map<string, Set<() => void>>();
   private sub: Subscription | undefined;
+  /** Set at shutdown: open watches end (UNAVAILABLE) so their clients reconnect to another replica. */
+  draining = false;
 
   constructor(private readonly nc: NatsConnection, private readonly t: Topology, private readonly log: Logger) {}
 
@@ -40,6 +42,12 @@ export class WatchHub {
   notify(id: string): void {
     const set = this.listeners.get(id);
     if (set) for (const fn of set) fn();
+  }
+
+  /** Ends every open watch at once, for the start of a shutdown. */
+  drain(): void {
+    this.draining = true;
+    for (const set of this.listeners.values()) for (const fn of set) fn();
   }
 
   get watchers(): number {
