@@ -3,29 +3,46 @@ import type { Store } from '@aijob/store';
 
 const REFRESH_MS = 1_000;
 
+interface Count {
+  /** When `count` was read from Postgres (0: never). */
+  at: number;
+  count: number;
+  /** Accepted by this replica since `count` was read. */
+  added: number;
+  refreshing?: Promise<void>;
+}
+
 /**
  * Backpressure: the platform's total of waiting jobs (QUEUED and RETRY_WAIT) against
  * MAX_PENDING, and each workspace's non-terminal jobs against its policy. Counts come
  * from Postgres at most once a second and are raised locally by what this replica
- * accepts meanwhile, so a burst cannot overshoot by more than a second of intake.
+ * accepts meanwhile, so a burst cannot overshoot by more than a second of intake. Only
+ * the first count of each waits; later ones refresh in the background, so a slow count
+ * (a million pending jobs) never holds up a submit.
  */
 export class PendingLimits {
-  private total = { at: 0, count: 0, added: 0 };
-  private refreshing: Promise<void> | undefined;
-  private readonly perWorkspace = new Map<string, { at: number; count: number; added: number }>();
+  private readonly total: Count = { at: 0, count: 0, added: 0 };
+  private readonly perWorkspace = new Map<string, Count>();
 
   constructor(private readonly store: Store, private readonly maxPending: number) {}
 
   /** Throws RESOURCE_EXHAUSTED when `n` more jobs would pass a limit; otherwise counts them in. */
   async admit(workspaceId: string, workspaceMax: number, n: number): Promise<void> {
-    await this.freshTotal();
-    if (this.maxPending > 0 && this.total.count + this.total.added + n > this.maxPending) {
-      throw new ResourceExhaustedError(
-        `the platform holds ${this.total.count + this.total.added} pending jobs (limit ${this.maxPending}); try again shortly`,
-        2_000, 'BACKPRESSURE');
+    if (this.maxPending > 0) {
+      await this.fresh(this.total, () => this.store.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM jobs WHERE state IN ('QUEUED', 'RETRY_WAIT')`);
+      if (this.total.count + this.total.added + n > this.maxPending) {
+        throw new ResourceExhaustedError(
+          `the platform holds ${this.total.count + this.total.added} pending jobs (limit ${this.maxPending}); try again shortly`,
+          2_000, 'BACKPRESSURE');
+      }
     }
     if (workspaceMax > 0) {
-      const w = await this.workspace(workspaceId);
+      let w = this.perWorkspace.get(workspaceId);
+      if (!w) this.perWorkspace.set(workspaceId, (w = { at: 0, count: 0, added: 0 }));
+      await this.fresh(w, () => this.store.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM jobs WHERE workspace_id = ${workspaceId}
+          AND state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')`);
       if (w.count + w.added + n > workspaceMax) {
         throw new ResourceExhaustedError(
           `workspace ${workspaceId} has ${w.count + w.added} unfinished jobs (limit ${workspaceMax})`, 5_000, 'WORKSPACE_MAX_PENDING');
@@ -35,25 +52,17 @@ export class PendingLimits {
     this.total.added += n;
   }
 
-  private async freshTotal(): Promise<void> {
-    if (this.maxPending <= 0 || Date.now() - this.total.at < REFRESH_MS) return;
-    this.refreshing ??= (async () => {
-      const [row] = await this.store.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM jobs WHERE state IN ('QUEUED', 'RETRY_WAIT')`;
-      this.total = { at: Date.now(), count: row!.n, added: 0 };
-    })().finally(() => { this.refreshing = undefined; });
-    await this.refreshing;
-  }
-
-  private async workspace(id: string): Promise<{ at: number; count: number; added: number }> {
-    let w = this.perWorkspace.get(id);
-    if (!w || Date.now() - w.at >= REFRESH_MS) {
-      const [row] = await this.store.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM jobs WHERE workspace_id = ${id}
-          AND state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')`;
-      w = { at: Date.now(), count: row!.n, added: 0 };
-      this.perWorkspace.set(id, w);
-    }
-    return w;
+  /** Re-reads a count older than a second: waiting only when there is none yet. */
+  private async fresh(c: Count, read: () => Promise<{ n: number }[]>): Promise<void> {
+    if (Date.now() - c.at < REFRESH_MS) return;
+    c.refreshing ??= (async () => {
+      const startedAt = Date.now();
+      const addedBefore = c.added;
+      const [row] = await read();
+      // What was accepted while the count ran may or may not be in it: keep it counted.
+      Object.assign(c, { at: startedAt, count: row!.n, added: c.added - addedBefore });
+    })().finally(() => { c.refreshing = undefined; });
+    if (c.at === 0) await c.refreshing;
+    else c.refreshing.catch(() => undefined);
   }
 }
