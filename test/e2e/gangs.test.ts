@@ -1,6 +1,6 @@
 import t from 'tap';
 import { JobState, stateName } from '@aijob/sdk';
-import { startPlatform, waitFor } from '../helpers/platform.js';
+import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
 
 t.test('a gang starts all together only when enough worker slots are free, never partly', async (t) => {
   const p = await startPlatform(t, { workers: 1, serviceEnv: { worker: { WORKER_CONCURRENCY: '2', WORKER_QUEUES: 'train' } } });
@@ -54,16 +54,41 @@ t.test('one member failing retries the whole gang, and a final failure fails it 
   for (const m of held.gangMembers) t.equal((await c.get(m.id)).state, JobState.JOB_STATE_CANCELLED, 'member cancelled');
 });
 
-t.test('a gang that cannot be placed in time fails with GANG_PLACEMENT_TIMEOUT', async (t) => {
+const reconcilePasses = async (p: Platform) => Number(/^controller_reconcile_total (\d+)/m.exec(await p.metrics('scheduler-0'))?.[1] ?? 0);
+
+t.test('the gang placement timeout', async (t) => {
   const p = await startPlatform(t, {
-    workers: 1, serviceEnv: { worker: { WORKER_CONCURRENCY: '1' }, scheduler: { GANG_PLACEMENT_TIMEOUT_MS: '1500' } },
+    workers: 1, serviceEnv: { worker: { WORKER_CONCURRENCY: '2' }, scheduler: { GANG_PLACEMENT_TIMEOUT_MS: '5000' } },
   });
   const c = p.client();
-  const gang = await c.submit({ type: 'echo', gangSize: 2 });
-  const failed = await waitFor(async () => {
-    const ms = await Promise.all(gang.gangMembers.map((m) => c.get(m.id)));
-    return ms.every((m) => m.state === JobState.JOB_STATE_FAILED) ? ms : undefined;
-  }, 20_000, 'the gang to time out');
-  t.ok(failed.every((m) => m.error?.code === 'GANG_PLACEMENT_TIMEOUT' && !m.error.retryable));
-  t.ok(failed.every((m) => m.attempt === 0), 'no member ever started');
+
+  await t.test('a gang that cannot be placed in time fails with GANG_PLACEMENT_TIMEOUT', async (t) => {
+    const gang = await c.submit({ type: 'echo', gangSize: 3 });
+    const failed = await waitFor(async () => {
+      const ms = await Promise.all(gang.gangMembers.map((m) => c.get(m.id)));
+      return ms.every((m) => m.state === JobState.JOB_STATE_FAILED) ? ms : undefined;
+    }, 30_000, 'the gang to time out');
+    t.ok(failed.every((m) => m.error?.code === 'GANG_PLACEMENT_TIMEOUT' && !m.error.retryable));
+    t.ok(failed.every((m) => m.attempt === 0), 'no member ever started');
+  });
+
+  await t.test('the placement clock of a delayed gang starts at run_at, not at submit', async (t) => {
+    // One of the two slots stays busy past run_at, so the gang waits there while ready.
+    const blocker = await c.submit({ type: 'sleep', input: { ms: 120_000 } });
+    await waitFor(async () => (await c.get(blocker.id)).state === JobState.JOB_STATE_RUNNING, 20_000, 'the blocker to run');
+    const runAt = new Date(Date.now() + 6_000);
+    const gang = await c.submit({ type: 'echo', gangSize: 2, runAt });
+    await waitFor(() => Date.now() > runAt.getTime(), 10_000, 'run_at');
+    // Two reconcile passes with the gang ready and unplaceable, more than the timeout after submit.
+    const passes = await reconcilePasses(p);
+    await waitFor(async () => (await reconcilePasses(p)) >= passes + 2, 10_000, 'two reconcile passes');
+    for (const m of gang.gangMembers) t.equal((await c.get(m.id)).state, JobState.JOB_STATE_QUEUED, 'still waiting for slots');
+    await c.cancel(blocker.id, 'make room');
+    const done = await waitFor(async () => {
+      const ms = await Promise.all(gang.gangMembers.map((m) => c.get(m.id)));
+      return ms.every((m) => m.state === JobState.JOB_STATE_SUCCEEDED || m.state === JobState.JOB_STATE_FAILED) ? ms : undefined;
+    }, 20_000, 'the gang to end');
+    t.ok(done.every((m) => m.state === JobState.JOB_STATE_SUCCEEDED), `placed once room was made: ${done.map((m) => m.error?.code ?? 'ok')}`);
+    t.ok(done.every((m) => m.startedAt!.getTime() >= runAt.getTime()), 'not before run_at');
+  });
 });
