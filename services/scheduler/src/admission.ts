@@ -97,12 +97,14 @@ export class Admission {
     for (const q of pool.queues) for (const [ws, n] of q.wsInflight) load.set(ws, (load.get(ws) ?? 0) + n / q.weight);
     const loadOf = (ws: string) => load.get(ws) ?? 0;
     const open: { q: QueueState; picker: QueuePicker; budget: number }[] = [];
+    /** Slots taken this round, per queue. */
+    const picked = new Map<string, number>();
     for (const q of pool.queues) {
       if (q.settings.paused || q.pending === 0) continue;
       let budget = Math.min(q.free, MAX_ROUND, queueRoom.get(q.name) ?? 0);
       if (q.settings.ratePerSecond > 0 && budget > 0) budget = Math.min(budget, this.tokens(q, now, budget));
       if (budget <= 0) continue;
-      open.push({ q, budget, picker: this.d.state.picker(q, (w) => this.gangFit(q.name, pool, serving, w, now)) });
+      open.push({ q, budget, picker: this.d.state.picker(q, (w) => this.gangFit(q.name, pool, serving, picked, w, now)) });
     }
     const pickers = open.map((o) => o.picker);
     let room = pool.room;
@@ -128,9 +130,10 @@ export class Admission {
       room -= w;
       load.set(c.ws, loadOf(c.ws) + w / o.q.weight);
       if (o.q.settings.ratePerSecond > 0) o.q.tokens -= w;
-      this.note(o.q.name, now, w);
+      picked.set(o.q.name, (picked.get(o.q.name) ?? 0) + w);
     }
     for (const p of pickers) p.finish();
+    for (const [q, n] of picked) this.note(q, now, n);
   }
 
   /**
@@ -181,11 +184,13 @@ export class Admission {
     return { pools, queueRoom, serving };
   }
 
-  private gangFit(queue: string, pool: Pool, serving: Map<string, WorkerInfo[]>, width: number, now: number): Fit {
+  private gangFit(queue: string, pool: Pool, serving: Map<string, WorkerInfo[]>, picked: Map<string, number>, width: number,
+    now: number): Fit {
     const workers = serving.get(queue) ?? [];
-    // Free slots as the workers last reported them, less what went out since to any queue they share.
+    // Free slots as the workers last reported them, less what went out since (this round too) to any queue of the pool.
     let free = workers.reduce((n, w) => n + w.freeSlots, 0);
     for (const q of pool.queues) {
+      free -= picked.get(q.name) ?? 0;
       for (const r of this.recent.get(q.name) ?? []) if (now - r.at < this.d.heartbeatIntervalMs * 1.5) free -= r.n;
     }
     if (free >= width) return 'now';
