@@ -5,7 +5,7 @@ import { repoRoot, ServiceProcess } from '../helpers/processes.js';
 import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
 
 async function customWorker(t: Tap.Test, p: Platform): Promise<ServiceProcess> {
-  const w = new ServiceProcess('custom-worker', join(repoRoot, 'test/fixtures/custom-worker.mjs'), p.env('worker'));
+  const w = new ServiceProcess('custom-worker', join(repoRoot, 'test/fixtures/custom-worker.mjs'), { ...p.env('worker'), CUSTOM_HEARTBEAT_MS: '60000' });
   p.procs.push(w);
   await w.waitForLine((l) => l['msg'] === 'custom worker ready', 30_000);
   void t;
@@ -24,6 +24,10 @@ t.test('a handler registered through the library runs in its own worker process'
   t.ok(seen.includes('RUNNING:50:half way'), `progress visible in WatchJob (${seen.join(', ')})`);
   const done = await c.get(job.id);
   t.same(done.output, { vectors: [[1], [3]], attempt: 1, key: job.id });
+
+  // Configured to beat once a minute, the worker keeps to the scheduler's 500 ms, so a 3 s job is not taken for lost.
+  const held = await c.submitAndWait({ type: 'embed.batch', queue: 'custom', input: { texts: ['x'], hold_ms: 3_000 } }, { timeoutMs: 20_000 });
+  t.same([stateName(held.state), held.attempt], ['SUCCEEDED', 1], 'a library worker keeps to the scheduler\'s heartbeat interval');
 
   const bad = await c.submitAndWait({ type: 'embed.batch', queue: 'custom', input: { texts: 'nope' } }, { timeoutMs: 20_000 });
   t.equal(bad.state, JobState.JOB_STATE_FAILED);
@@ -141,6 +145,17 @@ t.test('cancel aborts a running handler within a second; a timeout fails the att
   t.equal(done.attempt, 1, 'the 5 s job ran past a 2 s ack_wait as one attempt');
   const runs = /worker_jobs_processed_total\{queue="default",type="sleep",status="succeeded"\} (\d+)/.exec(await p.metrics('worker-0'))?.[1];
   t.equal(runs, '1', 'and its message was not redelivered to run it again');
+
+  // A worker serving two queues, one of them idle: the idle one never keeps the slots.
+  await p.addWorker({ WORKER_QUEUES: 'idle-q,busy-q', WORKER_CONCURRENCY: '4' });
+  const busy = await c.submitMany(Array.from({ length: 8 }, () => ({ type: 'sleep', queue: 'busy-q', input: { ms: 600 } })));
+  const ran = await waitFor(async () => {
+    const js = await Promise.all(busy.map((j) => c.get(j.id)));
+    return js.every((j) => j.state === JobState.JOB_STATE_SUCCEEDED) ? js : undefined;
+  }, 30_000, 'the busy queue\'s jobs to run');
+  const spans = ran.map((j) => [j.startedAt!.getTime(), j.finishedAt!.getTime()] as const);
+  const overlap = Math.max(...spans.map(([s]) => spans.filter(([a, b]) => a <= s && s < b).length));
+  t.ok(overlap >= 3, `${overlap} of the 4 slots ran the busy queue at once (one is left to watch the idle queue)`);
 });
 
 t.test('SIGTERM during work finishes what it holds and loses no job', async (t) => {

@@ -1,12 +1,12 @@
 import { hostname } from 'node:os';
-import * as grpc from '@grpc/grpc-js';
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
-import { DispatchedJob, WorkerServiceClient, type JobEvent } from '@aijob/contracts';
+import { DispatchedJob, type JobEvent } from '@aijob/contracts';
 import {
   connectBus, decode, ensureDurable, ensureStreams, EventPublisher, topology, type Bus, type Topology,
 } from '@aijob/bus';
 import { counter, createLogger, errorMessage, histogram, latencyBuckets, durationBuckets, type Logger } from '@aijob/platform';
 import { Execution } from './execution.js';
+import { SchedulerLink } from './scheduler-link.js';
 import { AbortReason, type Handler } from './types.js';
 
 export interface WorkerOptions {
@@ -61,15 +61,15 @@ export class Worker {
   private bus: Bus | undefined;
   private t: Topology | undefined;
   private events: EventPublisher | undefined;
-  private scheduler: WorkerServiceClient | undefined;
+  private scheduler: SchedulerLink | undefined;
   private loops: Promise<void>[] = [];
   private stopping = false;
   private outstanding = 0;
   private wakeLoops: (() => void)[] = [];
+  /** One per queue's pull loop: whether its last fetch came back empty. */
+  private readonly pullers: { idle: boolean }[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private keepAliveTimer: NodeJS.Timeout | undefined;
-  /** Metadata of calls to the scheduler (the internal token). */
-  private md = new grpc.Metadata();
   /** Attempts stopped at shutdown, their messages released after the last heartbeat. */
   private readonly handedBack: Execution[] = [];
   private readonly concurrency: number;
@@ -113,9 +113,9 @@ export class Worker {
     const t = (this.t = topology(this.o.namespace ?? 'aijob'));
     await ensureStreams(bus.jsm, t, this.streamDefaults, true);
     this.events = new EventPublisher(bus.js, t, this.log);
-    const md = this.md;
-    if (this.o.internalToken) md.set('x-aijob-internal', this.o.internalToken);
-    this.scheduler = new WorkerServiceClient(this.o.schedulerAddress, grpc.credentials.createInsecure());
+    this.scheduler = new SchedulerLink(this.o.schedulerAddress, {
+      internalToken: this.o.internalToken, intervalMs: this.o.heartbeatIntervalMs ?? 2_000,
+    });
     bus.nc.subscribe(t.subjects.allCancels, {
       callback: (_err, msg) => {
         const id = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
@@ -137,7 +137,7 @@ export class Worker {
     this.keepAliveTimer = setInterval(() => {
       for (const e of this.running.values()) e.keepAlive();
     }, Math.max(1_000, this.ackWaitMs / 3));
-    await this.heartbeat(md);
+    await this.heartbeat();
     this.log.info({ queues: this.queues, concurrency: this.concurrency, types: this.jobTypes }, 'worker started');
   }
 
@@ -159,7 +159,7 @@ export class Worker {
     clearInterval(this.keepAliveTimer);
     // The last heartbeat lists none of the handed-back jobs, so whichever worker gets their
     // messages next may run them (the scheduler confirms nobody holds them).
-    await this.sendHeartbeat(this.md).catch(() => undefined);
+    await this.sendHeartbeat().catch(() => undefined);
     for (const e of this.handedBack.splice(0)) e.release();
     await this.bus?.nc.flush().catch(() => undefined);
     await this.events?.close();
@@ -181,15 +181,24 @@ export class Worker {
     return this.concurrency - this.running.size - this.outstanding;
   }
 
-  /** Pulls only as many messages as there are free slots, so no job waits in a worker's buffer. */
+  /**
+   * Pulls only as many messages as there are free slots, so no job waits in a worker's
+   * buffer. Serving several queues, each loop claims a share of the free slots, and a
+   * queue that came back empty claims one until it has work again: an idle queue's pull
+   * (held up to its 2 s expiry) never keeps slots from the queues that have jobs.
+   */
   private async pull(first: Consumer, open: () => Promise<Consumer>): Promise<void> {
     let consumer: Consumer | undefined = first;
+    const me = { idle: false };
+    this.pullers.push(me);
     while (!this.stopping) {
       if (this.free <= 0) {
         await new Promise<void>((resolve) => this.wakeLoops.push(resolve));
         continue;
       }
-      const want = Math.min(this.free, 256);
+      const busy = this.pullers.filter((p) => !p.idle).length || 1;
+      const share = this.pullers.length === 1 ? this.free : me.idle ? 1 : Math.ceil(this.free / busy);
+      const want = Math.min(this.free, share, 256);
       this.outstanding += want;
       let got = 0;
       try {
@@ -210,6 +219,9 @@ export class Worker {
         }
       } finally {
         this.outstanding -= want - got;
+        me.idle = got === 0;
+        // Slots claimed but not filled are free again: let the other queues' loops have them.
+        if (got < want) this.wake();
       }
     }
   }
@@ -241,7 +253,7 @@ export class Worker {
     this.running.set(job.jobId, placeholder);
     try {
       const ageMs = Date.now() - Number(m.info.timestampNanos / 1_000_000);
-      if ((m.info.deliveryCount > 1 || ageMs > STALE_MS) && !(await this.stillCurrent(job))) {
+      if ((m.info.deliveryCount > 1 || ageMs > STALE_MS) && !(await this.scheduler!.confirm(job.jobId, job.attempt))) {
         this.metrics.skipped.inc({ reason: 'stale' });
         m.ack();
         return;
@@ -267,34 +279,22 @@ export class Worker {
     return this.events!.publish(e);
   }
 
-  private stillCurrent(job: DispatchedJob): Promise<boolean> {
-    const md = new grpc.Metadata();
-    if (this.o.internalToken) md.set('x-aijob-internal', this.o.internalToken);
-    return new Promise((resolve) => {
-      this.scheduler!.confirmDispatch({ jobId: job.jobId, attempt: job.attempt }, md, { deadline: Date.now() + 5_000 },
-        (err, res) => resolve(err ? true : res.current));
-    });
-  }
-
-  private async heartbeat(md: grpc.Metadata): Promise<void> {
-    const interval = this.o.heartbeatIntervalMs ?? 2_000;
+  private async heartbeat(): Promise<void> {
     const beat = async () => {
-      await this.sendHeartbeat(md).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'heartbeat failed'));
+      await this.sendHeartbeat().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'heartbeat failed'));
       const cutoff = Date.now() - 600_000;
       for (const [id, at] of this.recentlyCancelled) if (at < cutoff) this.recentlyCancelled.delete(id);
-      if (!this.stopping) this.heartbeatTimer = setTimeout(() => void beat(), interval);
+      if (!this.stopping) this.heartbeatTimer = setTimeout(() => void beat(), this.scheduler!.intervalMs);
     };
     await beat();
   }
 
-  private async sendHeartbeat(md: grpc.Metadata): Promise<void> {
+  private async sendHeartbeat(): Promise<void> {
     const gpu = (await this.o.gpu?.().catch(() => undefined)) ?? { count: 0 };
-    await new Promise<void>((resolve, reject) => {
-      this.scheduler!.heartbeat({
-        workerId: this.id, queues: this.queues, jobTypes: this.jobTypes, slots: this.stopping ? 0 : this.concurrency,
-        freeSlots: this.stopping ? 0 : Math.max(0, this.concurrency - this.running.size),
-        runningJobIds: [...this.running.keys()], gpuCount: gpu.count, gpuUtilization: gpu.utilization, version: '0.1.0',
-      }, md, { deadline: Date.now() + 5_000 }, (err) => (err ? reject(err) : resolve()));
+    await this.scheduler!.heartbeat({
+      workerId: this.id, queues: this.queues, jobTypes: this.jobTypes, slots: this.stopping ? 0 : this.concurrency,
+      freeSlots: this.stopping ? 0 : Math.max(0, this.concurrency - this.running.size),
+      runningJobIds: [...this.running.keys()], gpuCount: gpu.count, gpuUtilization: gpu.utilization, version: '0.1.0',
     });
   }
 }
