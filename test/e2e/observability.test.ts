@@ -86,6 +86,13 @@ t.test('metrics count every job exactly, and one trace follows each job through 
   for (const proc of p.procs) {
     t.notMatch(proc.raw.join('\n'), new RegExp(p.apiKey), `${proc.name} never logs the API key`);
   }
+
+  // Dispatch latency counts from when a job could start: a job delayed by run_at is not late.
+  const underOne = async () => total(await p.metrics('worker-0'), 'aijob_dispatch_latency_seconds_bucket', 'le="1"');
+  const before1 = await underOne();
+  const delayed = await c.submitAndWait({ type: 'echo', runAt: new Date(Date.now() + 2_500) }, { timeoutMs: 20_000 });
+  t.ok(delayed.startedAt!.getTime() - delayed.createdAt!.getTime() >= 2_000, 'the delayed job started after its run_at');
+  t.equal(await underOne() - before1, 1, 'and its dispatch latency, from run_at, is under a second');
 });
 
 t.test('readiness follows NATS: false while it is down, true again after it restarts', async (t) => {

@@ -77,7 +77,8 @@ export class Worker {
   private readonly metrics = {
     processed: counter('worker_jobs_processed_total', 'Attempts this worker finished, by outcome.', ['queue', 'type', 'status']),
     duration: histogram('worker_job_duration_seconds', 'Handler run time of finished attempts.', ['queue', 'type', 'status'], durationBuckets),
-    dispatch: histogram('aijob_dispatch_latency_seconds', 'From submit accepted to handler start.', ['queue'], latencyBuckets),
+    dispatch: histogram('aijob_dispatch_latency_seconds',
+      'From when an attempt could start (submit accepted, run_at reached, retry due) to its handler starting.', ['queue'], latencyBuckets),
     skipped: counter('worker_dispatches_skipped_total', 'Dispatch messages dropped as stale or cancelled.', ['reason']),
   };
 
@@ -260,7 +261,8 @@ export class Worker {
       }
       const exec = new Execution(job, m, { workerId: this.id, log: this.log, emit: (e) => this.emit(e) });
       this.running.set(job.jobId, exec);
-      if (job.createdAt) this.metrics.dispatch.observe({ queue: job.queue }, Math.max(0, Date.now() - job.createdAt.getTime()) / 1000);
+      const readyAt = job.readyAt ?? job.createdAt;
+      if (readyAt) this.metrics.dispatch.observe({ queue: job.queue }, Math.max(0, Date.now() - readyAt.getTime()) / 1000);
       const outcome = await exec.run(this.handlers.get(job.type));
       if (outcome.kind === 'handed_back') this.handedBack.push(exec);
       const status = outcome.kind;
