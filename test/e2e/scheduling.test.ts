@@ -113,6 +113,10 @@ t.test('queue controls', async (t) => {
     t.equal(q.stats?.pending, 3, 'the queue counts them as pending');
     const stats = await c.queues.clusterStats();
     t.equal(stats.queueDepth['single'], 3, 'cluster stats: the paused queue\'s depth');
+    await waitFor(async () => {
+      const m = await p.metrics('scheduler-0');
+      return /aijob_queue_depth\{queue="single"\} 3\b/.test(m) && /aijob_queue_paused\{queue="single"\} 1\b/.test(m);
+    }, 10_000, 'the leader to export the paused queue\'s depth and its pause');
     t.equal(stats.totalPending, 3, 'cluster stats: total pending');
     t.equal(stats.liveWorkers, 3, 'cluster stats: live workers');
     t.equal(stats.totalSlots, 16, 'cluster stats: their slots');
@@ -125,8 +129,13 @@ t.test('queue controls', async (t) => {
   });
 
   await t.test('delayed jobs wait for run_at', async (t) => {
-    const runAt = new Date(Date.now() + 1_500);
+    const runAt = new Date(Date.now() + 4_000);
     const delayed = await c.submit({ type: 'echo', queue: 'single', runAt });
+    const m = await waitFor(async () => {
+      const text = await p.metrics('scheduler-0');
+      return /aijob_queue_delayed\{queue="single"\} 1\b/.test(text) ? text : undefined;
+    }, 3_000, 'the delayed job counted as delayed');
+    t.match(m, /aijob_queue_depth\{queue="single"\} 0\b/, 'and not as depth: a job due later is no backlog');
     const d = await waitFor(async () => {
       const j = await c.get(delayed.id);
       return j.state === JobState.JOB_STATE_SUCCEEDED ? j : undefined;

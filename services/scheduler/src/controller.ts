@@ -53,9 +53,19 @@ export class Controller {
     });
     const state = this.state;
     const leading = () => this.leading !== undefined;
-    gauge('aijob_queue_depth', 'Jobs waiting for admission (ready or delayed), per queue.', ['queue'], function () {
+    // Depth is what is ready to run and waits (paused queues included: their backlog is real);
+    // jobs waiting for their run_at or retry are apart, so a job due tomorrow is no backlog.
+    gauge('aijob_queue_depth', 'Jobs ready to run and waiting for admission, per queue.', ['queue'], function () {
       this.reset();
-      if (leading()) for (const [q, n] of state.depth()) this.set({ queue: q }, n);
+      if (leading()) for (const q of state.queues.values()) this.set({ queue: q.name }, q.pending);
+    });
+    gauge('aijob_queue_delayed', 'Jobs waiting for their run_at or retry time, per queue.', ['queue'], function () {
+      this.reset();
+      if (leading()) for (const [q, n] of state.delayedDepth()) this.set({ queue: q }, n);
+    });
+    gauge('aijob_queue_paused', '1 for a paused queue (it starts no jobs), else 0.', ['queue'], function () {
+      this.reset();
+      if (leading()) for (const q of state.queues.values()) this.set({ queue: q.name }, q.settings.paused ? 1 : 0);
     });
     gauge('controller_workqueue_depth', 'Jobs ready for admission now, all queues.', [], function () {
       let n = 0;

@@ -163,20 +163,15 @@ export class SchedulerState {
   }
 
   /** Jobs waiting (ready or delayed) in each queue. */
-  depth(): Map<string, number> {
+  /** Jobs per queue waiting for their run_at or retry time. */
+  delayedDepth(): Map<string, number> {
     const out = new Map<string, number>();
     for (const q of this.queues.values()) {
       let delayed = 0;
       for (const j of q.delayed.toArray()) delayed += width(j);
-      out.set(q.name, q.pending + delayed);
+      out.set(q.name, delayed);
     }
     return out;
-  }
-
-  get totalPending(): number {
-    let n = 0;
-    for (const d of this.depth().values()) n += d;
-    return n;
   }
 
   clear(): void {
