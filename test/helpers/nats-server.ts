@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from './processes.js';
+import { ownChild, waitFor } from './processes.js';
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -35,7 +35,7 @@ export class PrivateNats {
 
   async start(): Promise<this> {
     if (!this.port) this.port = await freePort();
-    this.child = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.dir], { stdio: 'ignore' });
+    this.child = ownChild(spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(this.port), '-sd', this.dir], { stdio: 'ignore' }));
     await waitFor(() => open(this.port), 10_000, 'nats-server to listen');
     return this;
   }

@@ -5,7 +5,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { AijobClient } from '@aijob/sdk';
 import { runMigrations } from '@aijob/store';
-import { repoRoot, ServiceProcess, waitFor } from './processes.js';
+import { onTerminate, repoRoot, ServiceProcess, waitFor } from './processes.js';
 
 export const PG_BASE = process.env['AIJOB_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432';
 export const NATS_URL = process.env['AIJOB_TEST_NATS'] ?? 'nats://127.0.0.1:4222';
@@ -176,7 +176,8 @@ export async function dropNamespace(ns: string, servers = NATS_URL): Promise<voi
 /** Starts a platform for a test and stops it at the test's end. */
 export async function startPlatform(t: { teardown: (fn: () => Promise<void>) => void }, o: PlatformOptions = {}): Promise<Platform> {
   const p = new Platform(o);
-  t.teardown(() => p.stop());
+  const forget = onTerminate(() => p.stop());
+  t.teardown(() => { forget(); return p.stop(); });
   await p.start();
   return p;
 }

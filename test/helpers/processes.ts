@@ -3,6 +3,37 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
+/**
+ * Children of this test process (services, nats-server), killed when it ends however it
+ * ends: a test file that times out is sent SIGTERM, and its platform must not outlive it.
+ */
+const children = new Set<ChildProcess>();
+const cleanups = new Set<() => Promise<void>>();
+const killChildren = () => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); };
+process.once('exit', killChildren);
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => {
+    killChildren();
+    // Then what the platforms made (databases, streams), within a few seconds.
+    const deadline = new Promise((r) => setTimeout(r, 5_000).unref());
+    void Promise.race([Promise.allSettled([...cleanups].map((f) => f())), deadline])
+      .finally(() => process.exit(sig === 'SIGTERM' ? 143 : 130));
+  });
+}
+
+/** Runs `fn` should this process be terminated before it runs it itself; returns the deregistration. */
+export function onTerminate(fn: () => Promise<void>): () => void {
+  cleanups.add(fn);
+  return () => { cleanups.delete(fn); };
+}
+
+/** Kills `child` with this process, should it still run then. */
+export function ownChild(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 /** A service started as a real process, its JSON log lines kept for assertions. */
 export class ServiceProcess {
   readonly lines: Record<string, unknown>[] = [];
@@ -12,11 +43,11 @@ export class ServiceProcess {
   readonly child: ChildProcess;
 
   constructor(readonly name: string, script: string, env: Record<string, string>) {
-    this.child = spawn(process.execPath, [script], {
+    this.child = ownChild(spawn(process.execPath, [script], {
       cwd: repoRoot,
       env: { PATH: process.env['PATH'] ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
     const onData = (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) {
