@@ -1,3 +1,3 @@
-export { Worker, type WorkerOptions } from './worker.js';
+export { Worker } from './worker.js';
 export { NonRetryableError, RetryableError, failureOf, type JobFailure } from './errors.js';
-export { AbortReason, type Handler, type JobContext, type JobInfo, type UsageReport } from './types.js';
+export { AbortReason, type Handler, type JobContext, type JobInfo, type UsageReport, type WorkerOptions } from './types.js';

@@ -7,32 +7,7 @@ import {
 import { counter, createLogger, errorMessage, histogram, latencyBuckets, durationBuckets, type Logger } from '@aijob/platform';
 import { Execution } from './execution.js';
 import { SchedulerLink } from './scheduler-link.js';
-import { AbortReason, type Handler } from './types.js';
-
-export interface WorkerOptions {
-  /** NATS servers. */
-  servers: string[];
-  /** Address of the scheduler's WorkerService (host:port). */
-  schedulerAddress: string;
-  /** Queues to take work from. Default ["default"]. */
-  queues?: string[];
-  /** Jobs run at once. Default 10. */
-  concurrency?: number;
-  /** AIJOB_NAMESPACE of the platform. Default "aijob". */
-  namespace?: string;
-  workerId?: string;
-  internalToken?: string;
-  log?: Logger;
-  heartbeatIntervalMs?: number;
-  /** Redelivery timeout of dispatch messages; in-progress acks keep long jobs alive. */
-  ackWaitMs?: number;
-  /** Stream replicas, used when this worker is first to create the streams. */
-  replicas?: number;
-  /** Stream size limit, used when this worker is first to create the streams. */
-  streamMaxBytes?: number;
-  /** GPU facts for heartbeats, read at each beat. */
-  gpu?: () => Promise<{ count: number; utilization?: number }>;
-}
+import { AbortReason, type Handler, type WorkerOptions } from './types.js';
 
 /** Messages older than this are checked with the scheduler before running. */
 const STALE_MS = 30_000;

@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { DispatchedJob, JobEvents, JobsSubmitted, JobState } from '@aijob/contracts';
+import { JobEvents, JobsSubmitted, JobState } from '@aijob/contracts';
 import { consumeBatches, decode, ensureDurable, ensureStreams, type Bus, type StreamOptions, type Topology } from '@aijob/bus';
 import { errorMessage, gauge, type Logger } from '@aijob/platform';
 import type { Store } from '@aijob/store';
@@ -10,6 +10,7 @@ import type { Leadership } from './leader-election.js';
 import type { QueueRepository } from './queue-repository.js';
 import { activeColumns, Reconciler, type ActiveRow, type ReconcilerOptions } from './reconciler.js';
 import { SchedulerState, type PendingJob } from './scheduler-state.js';
+import { dispatchMessages, streamIdentities } from './stream-inspection.js';
 import type { WorkerRegistry } from './worker-registry.js';
 
 export interface ControllerDeps {
@@ -49,7 +50,7 @@ export class Controller {
     });
     this.reconciler = new Reconciler({
       store: d.store, state: this.state, gangs: this.gangs, registry: d.registry, events: d.events, log: d.log,
-      track: (r, now) => this.track(r, now), dispatchMessages: () => this.dispatchMessages(), o: d.reconcile,
+      track: (r, now) => this.track(r, now), dispatchMessages: () => dispatchMessages(d.bus, d.topology), o: d.reconcile,
     });
     const state = this.state;
     const leading = () => this.leading !== undefined;
@@ -97,7 +98,7 @@ export class Controller {
       this.state.clear();
       this.gangs.clear();
       await this.d.queues.load(this.state);
-      this.streamIds = await this.streamIdentities();
+      this.streamIds = await streamIdentities(this.d.bus, this.d.topology);
       const rebuilt = await this.rebuild();
       if (signal.aborted) return;
       this.leading = { epoch, signal };
@@ -252,42 +253,9 @@ export class Controller {
     await ensureDurable(bus.jsm, t.streams.events, t.consumers.schedulerEvents, t.subjects.allEvents, durable);
   }
 
-  /**
-   * Every message in the dispatch stream, as `<job id>:<attempt>`. Work-queue retention
-   * keeps exactly the messages not yet acked, so this is bounded by the workers' capacity.
-   */
-  private async dispatchMessages(): Promise<Set<string>> {
-    const { bus, topology: t } = this.d;
-    const out = new Set<string>();
-    let seq = 1;
-    for (let i = 0; i < 200_000; i++) {
-      // next_by_subj (server 2.9+) skips the gaps acked messages leave; the typings lack it.
-      const req = { seq, next_by_subj: t.subjects.allDispatch } as unknown as { seq: number };
-      const m = await bus.jsm.streams.getMessage(t.streams.dispatch, req).catch(() => null);
-      if (!m) break;
-      try {
-        const job = DispatchedJob.decode(m.data);
-        out.add(`${job.jobId}:${job.attempt}`);
-      } catch {
-        // not ours to judge
-      }
-      seq = m.seq + 1;
-    }
-    return out;
-  }
-
-  private async streamIdentities(): Promise<Map<string, string>> {
-    const ids = new Map<string, string>();
-    for (const name of Object.values(this.d.topology.streams)) {
-      const info = await this.d.bus.jsm.streams.info(name).catch(() => undefined);
-      ids.set(name, info ? info.created : 'missing');
-    }
-    return ids;
-  }
-
   /** Whether any stream vanished or was recreated (its data is gone) since the term began. */
   private async streamsLost(): Promise<boolean> {
-    const now = await this.streamIdentities();
+    const now = await streamIdentities(this.d.bus, this.d.topology);
     for (const [name, id] of this.streamIds) if (now.get(name) !== id) return true;
     return false;
   }
