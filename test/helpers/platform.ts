@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { connect } from '@nats-io/transport-node';
@@ -56,20 +57,25 @@ export class Platform {
 
   async start(): Promise<this> {
     await runMigrations(this.dbUrl);
-    const auth = await this.spawn('auth', { AIJOB_BOOTSTRAP_API_KEY: this.apiKey });
-    this.authAddr = `127.0.0.1:${auth.grpc}`;
-    // Job replicas need only auth; schedulers start one after another so that scheduler-0
-    // leads; workers need the schedulers' addresses.
+    // The gRPC ports of auth and the schedulers are chosen first, so that every service
+    // can start at once knowing where the others will be. Schedulers still start one
+    // after another, so that scheduler-0 leads; workers wait for it, so that their first
+    // heartbeat finds it.
+    const [authPort, ...schedulerPorts] = await freePorts(1 + (this.o.schedulers ?? 1));
+    this.authAddr = `127.0.0.1:${authPort}`;
+    this.schedulerAddrs = schedulerPorts.map((port) => `127.0.0.1:${port}`);
+    const auth = this.spawn('auth', { AIJOB_BOOTSTRAP_API_KEY: this.apiKey, GRPC_PORT: String(authPort) });
     const jobs = Promise.all(Array.from({ length: this.o.jobReplicas ?? 1 }, (_, i) => this.spawn('job', {}, `job-${i}`)));
+    let workers: Promise<unknown> = Promise.resolve();
     const schedulers = (async () => {
-      for (let i = 0; i < (this.o.schedulers ?? 1); i++) {
-        const s = await this.spawn('scheduler', { SCHEDULER_ID: `${this.id}-scheduler-${i}` }, `scheduler-${i}`);
-        this.schedulerAddrs.push(`127.0.0.1:${s.grpc}`);
+      for (const [i, port] of schedulerPorts.entries()) {
+        await this.spawn('scheduler', { SCHEDULER_ID: `${this.id}-scheduler-${i}`, GRPC_PORT: String(port) }, `scheduler-${i}`);
+        if (i === 0) workers = Promise.all(Array.from({ length: this.o.workers ?? 1 }, () => this.addWorker()));
       }
     })();
-    const [started] = await Promise.all([jobs, schedulers]);
+    const [started] = await Promise.all([jobs, auth, schedulers]);
     this.jobAddrs.push(...started.map((j) => `127.0.0.1:${j.grpc}`));
-    await Promise.all(Array.from({ length: this.o.workers ?? 1 }, () => this.addWorker()));
+    await workers;
     return this;
   }
 
@@ -156,6 +162,18 @@ export class Platform {
       await admin.end({ timeout: 2 });
     }
   }
+}
+
+/** Ports free on 127.0.0.1 now, all different (held open together while they are picked). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolve(srv));
+  })));
+  const ports = servers.map((srv) => (srv.address() as { port: number }).port);
+  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
+  return ports;
 }
 
 /** Deletes every stream (and KV bucket stream) of a namespace. */

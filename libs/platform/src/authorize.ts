@@ -6,6 +6,20 @@ import type { CallContext } from './grpc-server.js';
 import { hasScope, type Scope } from './scopes.js';
 
 const MAX_CREDENTIAL = 4096;
+/** Long enough to ride out an auth service restart (a few seconds), short of clients' deadlines. */
+const AUTH_DEADLINE_MS = 5_000;
+
+/**
+ * Channel options for calls between our services. Reconnect backoff stays short (grpc-js
+ * otherwise waits up to two minutes between attempts), so a restarted or rescheduled
+ * peer is found again within a couple of seconds; calls made meanwhile wait for it
+ * (waitForReady) within their deadline instead of failing at once.
+ */
+export const internalChannelOptions: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+};
 
 /** The credential of `authorization: Bearer <api key or JWT>`, or UNAUTHENTICATED. */
 export function bearerCredential(metadata: grpc.Metadata): string {
@@ -104,9 +118,7 @@ export class CachedAuthClient {
   private readonly inflight = new Map<string, Promise<Identity>>();
 
   constructor(address: string, private readonly opts: { ttlMs?: number; maxEntries?: number; internalToken?: string } = {}) {
-    this.client = new AuthServiceClient(address, grpc.credentials.createInsecure(), {
-      'grpc.keepalive_time_ms': 30_000,
-    });
+    this.client = new AuthServiceClient(address, grpc.credentials.createInsecure(), internalChannelOptions);
   }
 
   authenticate = async (credential: string): Promise<Identity> => {
@@ -156,10 +168,10 @@ export class CachedAuthClient {
   }
 
   private lookup(credential: string): Promise<Identity> {
-    const md = new grpc.Metadata();
+    const md = new grpc.Metadata({ waitForReady: true });
     if (this.opts.internalToken) md.set('x-aijob-internal', this.opts.internalToken);
     return new Promise((resolve, reject) => {
-      this.client.authenticate({ token: credential }, md, { deadline: Date.now() + 3_000 }, (err, res) => {
+      this.client.authenticate({ token: credential }, md, { deadline: Date.now() + AUTH_DEADLINE_MS }, (err, res) => {
         if (!err && res.principal) return resolve({ principal: res.principal, policy: res.policy });
         if (err?.code === grpc.status.UNAUTHENTICATED) return reject(new UnauthenticatedError(err.details));
         reject(new UnavailableError(`auth service unavailable: ${err?.details ?? 'no principal'}`));

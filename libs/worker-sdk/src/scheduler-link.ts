@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { durationToMs, WorkerServiceClient, type HeartbeatRequest, type HeartbeatResponse } from '@aijob/contracts';
+import { internalChannelOptions } from '@aijob/platform';
 
 const DEADLINE_MS = 5_000;
 
@@ -11,11 +12,11 @@ const DEADLINE_MS = 5_000;
  */
 export class SchedulerLink {
   private readonly client: WorkerServiceClient;
-  private readonly md = new grpc.Metadata();
+  private readonly md = new grpc.Metadata({ waitForReady: true });
   private interval: number;
 
   constructor(address: string, private readonly o: { internalToken?: string; intervalMs: number }) {
-    this.client = new WorkerServiceClient(address, grpc.credentials.createInsecure());
+    this.client = new WorkerServiceClient(address, grpc.credentials.createInsecure(), internalChannelOptions);
     if (o.internalToken) this.md.set('x-aijob-internal', o.internalToken);
     this.interval = o.intervalMs;
   }
