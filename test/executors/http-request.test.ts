@@ -35,10 +35,11 @@ const run = (o: HttpOptions, input: Record<string, unknown>, f = fakeContext()) 
 
 t.test('blocked address ranges and host patterns', async (t) => {
   for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::', '::1',
-    'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:169.254.169.254', '224.0.0.1', 'ff02::1', 'not-an-ip']) {
+    'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:169.254.169.254', '224.0.0.1', 'ff02::1', 'not-an-ip',
+    '64:ff9b::7f00:1', '64:ff9b::169.254.169.254', '64:ff9b::a00:1', '2002:7f00:1::', '2002:a9fe:a9fe::1']) {
     t.ok(isPrivate(a), `${a} is blocked`);
   }
-  for (const a of ['93.184.216.34', '1.1.1.1', '2606:4700:4700::1111', '::ffff:1.1.1.1']) t.notOk(isPrivate(a), `${a} is public`);
+  for (const a of ['93.184.216.34', '1.1.1.1', '2606:4700:4700::1111', '::ffff:1.1.1.1', '64:ff9b::1.1.1.1', '2002:101:101::1']) t.notOk(isPrivate(a), `${a} is public`);
   t.ok(hostAllowed('hooks.example.com', '443', ['*.example.com']));
   t.ok(hostAllowed('HOOKS.Example.com.', '443', ['*.example.com']), 'case and a trailing dot do not matter');
   t.notOk(hostAllowed('example.com', '443', ['*.example.com']), 'a wildcard is for subdomains');

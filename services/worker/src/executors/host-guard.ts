@@ -7,7 +7,8 @@ import { NonRetryableError, RetryableError } from '@aijob/worker';
  * loopback, private, carrier-grade NAT, link-local (cloud metadata at 169.254.169.254),
  * IETF and benchmarking ranges, multicast and reserved; in IPv6 also ::/96 (unspecified,
  * loopback, the old IPv4-compatible form). BlockList matches IPv4-mapped IPv6
- * (::ffff:127.0.0.1) against the IPv4 ranges.
+ * (::ffff:127.0.0.1) against the IPv4 ranges; addresses that embed an IPv4 one for a
+ * translator or relay (NAT64 64:ff9b::/96, 6to4 2002::/16) are judged by that address.
  */
 const blocked = new BlockList();
 for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
@@ -22,7 +23,31 @@ for (const [net, bits] of [['::', 96], ['64:ff9b:1::', 48], ['fc00::', 7], ['fe8
 export function isPrivate(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return true;
-  return blocked.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  if (family === 4) return blocked.check(address, 'ipv4');
+  const embedded = embeddedIpv4(address);
+  return blocked.check(address, 'ipv6') || (embedded !== undefined && blocked.check(embedded, 'ipv4'));
+}
+
+/** The IPv4 address inside a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) address. */
+function embeddedIpv4(address: string): string | undefined {
+  const groups = ipv6Groups(address);
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && groups.slice(2, 6).every((g) => g === 0)) return v4(groups[6]!, groups[7]!);
+  if (groups[0] === 0x2002) return v4(groups[1]!, groups[2]!);
+  return undefined;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address (a dotted IPv4 tail counts as two). */
+function ipv6Groups(address: string): number[] {
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
+  const text = dotted
+    ? address.slice(0, dotted.index) + `${((+dotted[1]! << 8) | +dotted[2]!).toString(16)}:${((+dotted[3]! << 8) | +dotted[4]!).toString(16)}`
+    : address;
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const part = (s: string | undefined) => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
+  const h = part(head);
+  const t = part(tail);
+  return tail === undefined ? h : [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
 }
 
 /** A pattern as host and optional port: `host`, `host:port`, `*.example.com`, `[::1]:8080`, `::1`. */
