@@ -51,8 +51,12 @@ t.test('UNAVAILABLE: only idempotent calls are retried, with backoff, within the
   t.ok(Date.now() - abortedAt < 200, 'at once, not after the backoff');
 });
 
+// One platform for the restarts below (started by the first test that needs it).
+let shared: Promise<Platform> | undefined;
+const platform = () => (shared ??= startPlatform(t, { workers: 1 }));
+
 t.test('a job service stopped and crashed: reads retry, watches re-open, submitAndWait finishes', async (t) => {
-  const p = await startPlatform(t, { workers: 1 });
+  const p = await platform();
   const admin = p.client();
   const port = await freePort();
   const replica = async () => p.spawn('job', { GRPC_PORT: String(port), SHUTDOWN_GRACE_MS: '1000' }, 'job-fixed');
@@ -97,7 +101,7 @@ t.test('a job service stopped and crashed: reads retry, watches re-open, submitA
 });
 
 t.test('the auth service restarting: calls that need it wait for it instead of failing', async (t) => {
-  const p = await startPlatform(t, { workers: 0 });
+  const p = await platform();
   const admin = p.client();
   // A key the job service has not seen yet, so that its use must reach the auth service.
   const { apiKey } = await admin.admin.createApiKey({ scopes: ['jobs:read', 'jobs:write'] });

@@ -29,8 +29,12 @@ t.test('an echo job goes from submit to SUCCEEDED through four real services', a
   t.same(audit.map((r) => [r['action'], r['outcome'], r['actor']]), [['job.submit', 'allowed', 'key_bootstrap']]);
 });
 
+// One platform without workers for the refusals below (started by the first that needs it).
+let bare: ReturnType<typeof startPlatform> | undefined;
+const withoutWorkers = () => (bare ??= startPlatform(t, { workers: 0, serviceEnv: { job: { MAX_INPUT_BYTES: '2048' } } }));
+
 t.test('bad input is refused with the field at fault and leaves nothing behind', async (t) => {
-  const p = await startPlatform(t, { workers: 0, serviceEnv: { job: { MAX_INPUT_BYTES: '2048' } } });
+  const p = await withoutWorkers();
   const client = p.client();
   const sql = p.sql();
   const cases: [string, Parameters<typeof client.submit>[0], string][] = [
@@ -64,7 +68,7 @@ t.test('bad input is refused with the field at fault and leaves nothing behind',
 });
 
 t.test('calls without a valid key are UNAUTHENTICATED', async (t) => {
-  const p = await startPlatform(t, { workers: 0 });
+  const p = await withoutWorkers();
   const wrong = new AijobClient({ address: p.jobAddr, apiKey: 'aijob_nope_' + 'x'.repeat(30) });
   t.teardown(() => wrong.close());
   await t.rejects(wrong.submit({ type: 'echo' }), UnauthenticatedError, 'wrong key');
