@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { AijobClient } from '@aijob/sdk';
 import { runMigrations } from '@aijob/store';
+import { freePorts } from './nats-server.js';
 import { onTerminate, repoRoot, ServiceProcess, waitFor } from './processes.js';
 
 export const PG_BASE = process.env['AIJOB_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432';
@@ -162,18 +162,6 @@ export class Platform {
       await admin.end({ timeout: 2 });
     }
   }
-}
-
-/** Ports free on 127.0.0.1 now, all different (held open together while they are picked). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve(srv));
-  })));
-  const ports = servers.map((srv) => (srv.address() as { port: number }).port);
-  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
-  return ports;
 }
 
 /** Deletes every stream (and KV bucket stream) of a namespace. */
