@@ -2,7 +2,7 @@ import t from 'tap';
 import { JobState } from '@aijob/sdk';
 import { cli, cliStarted } from '../helpers/cli.js';
 import { startPlatform, waitFor } from '../helpers/platform.js';
-import { closedPort } from '../helpers/sdk-probes.js';
+import { freePort } from '../helpers/nats-server.js';
 
 interface JobJson { id: string; state: string; queue: string; error?: { code: string } }
 const far = new Date(Date.now() + 24 * 3_600_000);
@@ -117,7 +117,7 @@ t.test('aijob jobs watch, cancel and retry; dlq list; queue clear; usage report'
     const full = await cli(p, ['jobs', 'submit', 'echo'], { AIJOB_API_KEY: writer });
     t.equal(full.code, 5, '5: resource exhausted');
     t.match(full.stderr, /RESOURCE_EXHAUSTED: .*\(retry in \d+ s\)/, 'with the retry delay');
-    const down = await cli(p, ['jobs', 'list', '--addr', `127.0.0.1:${await closedPort()}`]);
+    const down = await cli(p, ['jobs', 'list', '--addr', `127.0.0.1:${await freePort()}`]);
     t.equal(down.code, 6, '6: unavailable');
     t.match(down.stderr, /UNAVAILABLE/);
     t.equal((await cli(p, ['jobs', 'cancel', (await admin.submitAndWait({ type: 'echo' })).id])).code, 7, '7: failed precondition');

@@ -3,7 +3,7 @@ import { status } from '@grpc/grpc-js';
 import { AijobClient, CancelledError, stateName, UnavailableError, type AijobClientOptions, type Job } from '@aijob/sdk';
 import { freePort } from '../helpers/nats-server.js';
 import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
-import { callRecorder, closedPort, timed } from '../helpers/sdk-probes.js';
+import { callRecorder, timed } from '../helpers/sdk-probes.js';
 
 function client(t: Tap.Test, p: Platform, o: Partial<AijobClientOptions> = {}): AijobClient {
   const c = new AijobClient({ address: p.jobAddr, queueAddress: p.schedulerAddr, authAddress: p.authAddr, apiKey: p.apiKey,
@@ -17,7 +17,7 @@ const far = new Date(Date.now() + 24 * 3_600_000);
 
 t.test('UNAVAILABLE: only idempotent calls are retried, with backoff, within the deadline', async (t) => {
   const rec = callRecorder();
-  const down = new AijobClient({ address: `127.0.0.1:${await closedPort()}`, apiKey: 'aijob_unused', maxAttempts: 3, interceptors: [rec.interceptor] });
+  const down = new AijobClient({ address: `127.0.0.1:${await freePort()}`, apiKey: 'aijob_unused', maxAttempts: 3, interceptors: [rec.interceptor] });
   t.teardown(() => down.close());
   const calls: [string, string, () => Promise<unknown>, number][] = [
     ['get', 'GetJob', () => down.get(someId), 3],
@@ -38,7 +38,7 @@ t.test('UNAVAILABLE: only idempotent calls are retried, with backoff, within the
   t.type(short.error, UnavailableError);
   t.ok(short.ms < 1_000, `no retry wait past the deadline (${short.ms} ms)`);
 
-  const patient = new AijobClient({ address: `127.0.0.1:${await closedPort()}`, apiKey: 'aijob_unused', maxAttempts: 100, interceptors: [rec.interceptor] });
+  const patient = new AijobClient({ address: `127.0.0.1:${await freePort()}`, apiKey: 'aijob_unused', maxAttempts: 100, interceptors: [rec.interceptor] });
   t.teardown(() => patient.close());
   const ac = new AbortController();
   const before = rec.count('GetJob');

@@ -29,15 +29,6 @@ export function callRecorder(): { calls: SeenCall[]; interceptor: grpc.Intercept
   return { calls, interceptor, count };
 }
 
-/** A port nothing listens on (bound, then closed). */
-export async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 /** A TCP server that accepts connections and never answers: calls to it wait for their deadline. */
 export async function blackHole(t: { teardown: (fn: () => Promise<void> | void) => void }): Promise<string> {
   const sockets = new Set<Socket>();
