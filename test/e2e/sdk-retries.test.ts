@@ -1,6 +1,6 @@
 import t from 'tap';
 import { status } from '@grpc/grpc-js';
-import { AijobClient, CancelledError, stateName, UnavailableError, type AijobClientOptions, type Job } from '@aijob/sdk';
+import { AijobClient, CancelledError, DeadlineExceededError, stateName, UnavailableError, type AijobClientOptions, type Job } from '@aijob/sdk';
 import { freePort } from '../helpers/nats-server.js';
 import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
 import { callRecorder, timed } from '../helpers/sdk-probes.js';
@@ -35,7 +35,10 @@ t.test('UNAVAILABLE: only idempotent calls are retried, with backoff, within the
     t.equal(rec.count(method) - before, attempts, `${name}: ${attempts} attempt(s)`);
   }
   const short = await timed(down.get(someId, { deadlineMs: 150 }));
-  t.type(short.error, UnavailableError);
+  // The last UNAVAILABLE, or DEADLINE_EXCEEDED when the deadline passes during an attempt
+  // (a loaded machine can take that long to have the connection refused): never a retry wait.
+  t.ok(short.error instanceof UnavailableError || short.error instanceof DeadlineExceededError,
+    `a short deadline ends the call with UNAVAILABLE or DEADLINE_EXCEEDED (${String(short.error)})`);
   t.ok(short.ms < 1_000, `no retry wait past the deadline (${short.ms} ms)`);
 
   const patient = new AijobClient({ address: `127.0.0.1:${await freePort()}`, apiKey: 'aijob_unused', maxAttempts: 100, interceptors: [rec.interceptor] });
