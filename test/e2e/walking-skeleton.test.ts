@@ -83,3 +83,17 @@ t.test('calls without a valid key are UNAUTHENTICATED', async (t) => {
   t.equal(code, grpc.status.UNAUTHENTICATED, 'no key');
   await waitFor(async () => (await p.sql()`SELECT count(*)::int AS n FROM jobs`)[0]!['n'] === 0, 1_000, 'no jobs');
 });
+
+t.test('a service stopped the moment it listens shuts down cleanly, every step in time', async (t) => {
+  const p = await withoutWorkers();
+  const extra = { job: {}, scheduler: { SCHEDULER_ID: `${p.id}-scheduler-early` }, worker: { WORKER_ID: `${p.id}-worker-early` }, auth: {} };
+  for (const [service, env] of Object.entries(extra) as [keyof typeof extra, Record<string, string>][]) {
+    const name = `${service}-early-stop`;
+    await p.spawn(service, env, name);
+    const proc = p.proc(name);
+    t.equal(await proc.stop(), 0, `${service}: exit 0`);
+    t.same(proc.lines.filter((l) => l['msg'] === 'shutdown step failed').map((l) => l['step']), [],
+      `${service}: no shutdown step failed or timed out (a consumer still opening used to hold the job service 15 s)`);
+    t.ok(proc.lines.some((l) => l['msg'] === 'stopped' || l['msg'] === 'worker stopped'), `${service}: ran its shutdown to the end`);
+  }
+});

@@ -55,6 +55,9 @@ export function consumeBatches(
         const consumer = await open();
         // Missing stream or consumer ends the loop, so it is opened (recreated) again.
         messages = await consumer.consume({ max_messages: o.pullAhead, abort_on_missing_resource: true });
+        // A stop that came while the consumer was being opened found nothing to close. Not
+        // awaited: close() resolves only once the iteration below has seen the end.
+        if (stopped) void messages.close().catch(() => undefined);
         for await (const m of messages) {
           buffer.push(m);
           kick();
