@@ -1,6 +1,9 @@
 // `npm run soak -- --minutes N`: a steady open-loop load of no-op jobs for N minutes,
 // reporting per minute the submit and dispatch latency and each service's RSS, then the
-// drift between the first and the last minute. Flags: --minutes N (default 10),
+// drift between the first and the last minute, with each process's CPU per minute and the
+// jobs table's live and dead rows so a drift can be traced to where it comes from. The
+// soak reads completions only once the load has ended, so its own queries load nothing
+// meanwhile. Flags: --minutes N (default 10),
 // --rate R (jobs/s, default 500), --json FILE, and the benchmark's --address, --api-key,
 // --database-url, --workers, --concurrency.
 import { writeFileSync } from 'node:fs';
@@ -8,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { AijobClient } from '@aijob/sdk';
 import { openTarget, targetOptions } from './launcher.mjs';
 import { dispatchStats, openLoop, round, stats, waitDone } from './measure.mjs';
-import { Sampler } from './procs.mjs';
+import { pidsMatching, Sampler } from './procs.mjs';
 
 const { values } = parseArgs({ options: {
   minutes: { type: 'string', default: '10' }, rate: { type: 'string', default: '500' }, json: { type: 'string' },
@@ -19,6 +22,7 @@ const rate = Number(values.rate);
 if (!(minutes > 0) || !(rate > 0)) throw new Error('--minutes and --rate must be positive numbers');
 const log = (m) => process.stderr.write(`soak: ${m}\n`);
 const services = ['auth', 'job', 'scheduler', 'worker'];
+const processes = [...services, 'postgres', 'nats'];
 
 const platform = await openTarget(values);
 const clients = Array.from({ length: 8 }, () => new AijobClient({
@@ -30,19 +34,30 @@ try {
   log(`${rate} jobs/s for ${minutes} min`);
   for (let m = 1; m <= minutes; m++) {
     const run = `${platform.id}-soak-${m}`;
-    const sampler = new Sampler(Object.fromEntries(services.map((s) => [s, () => platform.pids(s)])), 1_000);
+    const sampler = new Sampler({
+      ...Object.fromEntries(services.map((s) => [s, () => platform.pids(s)])),
+      postgres: () => pidsMatching(/^postgres/), nats: () => pidsMatching(/nats-server/),
+    }, 1_000);
     const { jobs, submitMs } = await openLoop(clients, { rate, seconds: 60, labels: { run } });
     const resources = sampler.stop();
-    // The minute's jobs finish while the next minute's load is offered, as in steady state.
-    const finished = waitDone(platform.sql, run, jobs).then(() => dispatchStats(platform.sql, run));
-    const row = { minute: m, jobs, submitMs: stats(submitMs), finished,
-      rssMb: Object.fromEntries(services.map((s) => [s, resources[s].peakRssMb])) };
+    const [table] = await platform.sql`SELECT n_live_tup::int AS live, n_dead_tup::int AS dead,
+      (pg_total_relation_size('jobs') / 1048576)::int AS mb FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass`;
+    const row = { minute: m, run, jobs, submitMs: stats(submitMs),
+      rssMb: Object.fromEntries(services.map((s) => [s, resources[s].peakRssMb])),
+      cpuSeconds: Object.fromEntries(processes.map((s) => [s, resources[s].cpuSeconds])),
+      jobsTable: table };
     result.perMinute.push(row);
-    log(`minute ${m}: submit p50 ${row.submitMs.p50} ms, p99 ${row.submitMs.p99} ms; RSS ${services.map((s) => `${s} ${row.rssMb[s]}`).join(', ')} MB`);
+    log(`minute ${m}: submit p50 ${row.submitMs.p50} ms, p99 ${row.submitMs.p99} ms; ` +
+      `RSS ${services.map((s) => `${s} ${row.rssMb[s]}`).join(', ')} MB; ` +
+      `CPU s ${processes.map((s) => `${s} ${row.cpuSeconds[s]}`).join(', ')}; ` +
+      `jobs table ${table.live} live, ${table.dead} dead, ${table.mb} MB`);
   }
+  // The jobs of each minute finished while later minutes' load was offered (steady state);
+  // their records say when each started.
   for (const row of result.perMinute) {
-    const d = await row.finished;
-    delete row.finished;
+    await waitDone(platform.sql, row.run, row.jobs);
+    const d = await dispatchStats(platform.sql, row.run);
+    delete row.run;
     row.dispatchMs = { p50: d.p50, p99: d.p99 };
   }
 } finally {
@@ -60,8 +75,8 @@ result.drift = {
 const lines = [
   `aijob soak, ${result.date}: ${rate} jobs/s for ${minutes} min`,
   '',
-  'minute   submit p50 / p99 (ms)   dispatch p50 / p99 (ms)   RSS auth / job / scheduler / worker (MB)',
-  ...result.perMinute.map((r) => `${String(r.minute).padStart(6)}   ${`${r.submitMs.p50} / ${r.submitMs.p99}`.padEnd(22)}  ${`${r.dispatchMs.p50} / ${r.dispatchMs.p99}`.padEnd(24)}  ${services.map((s) => r.rssMb[s]).join(' / ')}`),
+  'minute   submit p50 / p99 (ms)   dispatch p50 / p99 (ms)   RSS auth / job / scheduler / worker (MB)   CPU s job / scheduler / worker / postgres / nats   jobs live / dead',
+  ...result.perMinute.map((r) => `${String(r.minute).padStart(6)}   ${`${r.submitMs.p50} / ${r.submitMs.p99}`.padEnd(22)}  ${`${r.dispatchMs.p50} / ${r.dispatchMs.p99}`.padEnd(24)}  ${services.map((s) => r.rssMb[s]).join(' / ').padEnd(41)}  ${['job', 'scheduler', 'worker', 'postgres', 'nats'].map((s) => r.cpuSeconds[s]).join(' / ').padEnd(48)}  ${r.jobsTable.live} / ${r.jobsTable.dead}`),
   '',
   `drift, last minute against the first: submit p99 ${result.drift.submitP99Ms} ms, dispatch p99 ${result.drift.dispatchP99Ms} ms, ` +
     `RSS ${services.map((s) => `${s} ${result.drift.rssMb[s] >= 0 ? '+' : ''}${result.drift.rssMb[s]}`).join(', ')} MB`,
