@@ -13,7 +13,8 @@ const repairs = (p: Platform, proc: string, kind: string) =>
 t.test('the reconciler, one duty at a time', async (t) => {
   const p = await startPlatform(t, {
     workers: 1,
-    serviceEnv: { worker: { WORKER_CONCURRENCY: '1' }, scheduler: { DISPATCH_STUCK_MS: '500', LEADER_LEASE_MS: '10000' } },
+    serviceEnv: { worker: { WORKER_CONCURRENCY: '1' }, scheduler: { DISPATCH_STUCK_MS: '500', LEADER_LEASE_MS: '10000',
+      DB_MAINTENANCE: 'always', DB_MAINTENANCE_INTERVAL_MS: '1000', DB_MAINTENANCE_MIN_ROWS: '20' } },
   });
   const c = p.client();
   const sql = p.sql();
@@ -46,6 +47,19 @@ t.test('the reconciler, one duty at a time', async (t) => {
     t.equal(done.attempt, 2, 'it ran as its second attempt');
     const after = await passes(p, 'scheduler-0');
     t.ok(after >= before + 2, `controller_reconcile_total grew from ${before} to ${after}`);
+  });
+
+  await t.test('the leader vacuums the jobs table once its finished jobs leave enough dead rows', async (t) => {
+    const jobs = await c.submitMany(Array.from({ length: 30 }, (_, i) => ({ type: 'echo', input: { i } })));
+    await waitFor(async () => (await sql`SELECT count(*)::int AS n FROM jobs WHERE id = ANY(${jobs.map((j) => j.id)}::uuid[])
+      AND state = 'SUCCEEDED'`)[0]!['n'] === 30, 30_000, 'the jobs to succeed');
+    // Each job was updated on its way (DISPATCHED, RUNNING, SUCCEEDED): dead rows the leader
+    // vacuums (`always`, so that it does whatever the server's autovacuum setting).
+    const line = await p.proc('scheduler-0').waitForLine((l) => l['msg'] === 'table maintained' && l['table'] === 'jobs', 30_000);
+    t.equal(line['action'], 'vacuum');
+    t.ok((line['dead_rows'] as number) >= 20, `it counted the dead rows (${String(line['dead_rows'])})`);
+    t.ok((await metric(p, 'scheduler-0', /^aijob_db_maintenance_total\{table="jobs",action="vacuum",outcome="ok"\} (\d+)/m)) >= 1,
+      'aijob_db_maintenance_total counts it');
   });
 
   await t.test('a RUNNING job past its timeout with no live worker fails with TIMEOUT', async (t) => {

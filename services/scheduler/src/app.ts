@@ -10,6 +10,7 @@ import { loadSchedulerConfig } from './config.js';
 import { Controller } from './controller.js';
 import { Dispatcher } from './dispatcher.js';
 import { LeaderElection } from './leader-election.js';
+import { TableMaintenance } from './table-maintenance.js';
 import { QueueRepository } from './queue-repository.js';
 import { queueServiceHandlers } from './queue-service.js';
 import { workerServiceHandlers } from './worker-service.js';
@@ -47,6 +48,12 @@ const election = new LeaderElection(store, config.SCHEDULER_ID, log, {
 });
 await controller.ensureConsumers();
 election.start();
+const maintenanceStore = createStore(config.DATABASE_URL, { max: 1, applicationName: 'aijob-scheduler-maintenance' });
+const maintenance = new TableMaintenance(maintenanceStore.sql, log, {
+  mode: config.DB_MAINTENANCE, intervalMs: config.DB_MAINTENANCE_INTERVAL_MS,
+  minDeadRows: config.DB_MAINTENANCE_MIN_ROWS, deadRatio: config.DB_MAINTENANCE_RATIO,
+});
+maintenance.start(() => controller.isLeading);
 const queueChanges = bus.nc.subscribe(t.subjects.queuesChanged, {
   callback: () => void controller.reloadQueues().catch((err: unknown) => log.warn({ err }, 'queue reload failed')),
 });
@@ -73,6 +80,7 @@ log.info({ grpc_port: grpcPort, ops_port: ops.port, id: config.SCHEDULER_ID }, '
 handleShutdown(log, [
   { name: 'readiness', run: () => { readiness.drain(); readiness.stop(); } },
   { name: 'leadership', run: async () => { await election.stop(); await controller.stopped(); } },
+  { name: 'table maintenance', run: async () => { await maintenance.stop(); await maintenanceStore.close(); } },
   { name: 'grpc', run: () => grpc.shutdown(config.SHUTDOWN_GRACE_MS) },
   { name: 'events', run: () => events.close() },
   { name: 'audit', run: () => audit.close() },

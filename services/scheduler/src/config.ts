@@ -27,6 +27,13 @@ export const schedulerEnv = {
   /** File storage JetStream reserves for each of the events and submissions streams. */
   STREAM_MAX_BYTES: int(4 * 1024 ** 3, 1024 ** 2, 1024 ** 4),
   MIGRATE_ON_START: bool(false),
+  /** VACUUM/ANALYZE by the leader: `auto` while the server's autovacuum is off or falling behind, `always`, or `off`. */
+  DB_MAINTENANCE: z.enum(['auto', 'always', 'off']).default('auto'),
+  DB_MAINTENANCE_INTERVAL_MS: int(30_000, 1_000, 3_600_000),
+  /** A table is maintained once this many of its rows are dead (or changed since the last analyze)… */
+  DB_MAINTENANCE_MIN_ROWS: int(10_000, 1, 1_000_000_000),
+  /** …and they are this share of its live rows. */
+  DB_MAINTENANCE_RATIO: z.coerce.number().min(0).max(100).default(0.2),
 };
 
 export type SchedulerConfig = ReturnType<typeof loadSchedulerConfig>;
