@@ -4,6 +4,7 @@ import { AuthServiceClient, type Principal, type WorkspacePolicy } from '@aijob/
 import { isAijobError, PermissionDeniedError, UnauthenticatedError, UnavailableError } from './errors.js';
 import type { CallContext } from './grpc-server.js';
 import { hasScope, type Scope } from './scopes.js';
+import { traceClientCalls } from './spans.js';
 
 const MAX_CREDENTIAL = 4096;
 /** Long enough to ride out an auth service restart (a few seconds), short of clients' deadlines. */
@@ -13,9 +14,11 @@ const AUTH_DEADLINE_MS = 5_000;
  * Channel options for calls between our services. Reconnect backoff stays short (grpc-js
  * otherwise waits up to two minutes between attempts), so a restarted or rescheduled
  * peer is found again within a couple of seconds; calls made meanwhile wait for it
- * (waitForReady) within their deadline instead of failing at once.
+ * (waitForReady) within their deadline instead of failing at once. Each call has a client
+ * span, and the callee continues its trace.
  */
-export const internalChannelOptions: grpc.ChannelOptions = {
+export const internalChannelOptions: grpc.ClientOptions = {
+  interceptors: [traceClientCalls],
   'grpc.keepalive_time_ms': 30_000,
   'grpc.initial_reconnect_backoff_ms': 250,
   'grpc.max_reconnect_backoff_ms': 2_000,

@@ -1,8 +1,7 @@
 // Tracing bootstrap, kept apart from the rest of @aijob/platform: it must run before
-// @grpc/grpc-js is loaded, so that the gRPC instrumentation can hook it (in ESM that
-// takes a loader hook, registered here). Entry points call startTelemetry() first and
-// import the service afterwards.
-import { register } from 'node:module';
+// @grpc/grpc-js is loaded, so that the gRPC instrumentation patches it as it loads.
+// Entry points call startTelemetry() first and import the service afterwards.
+import { createRequire } from 'node:module';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { z } from 'zod';
 import { loadConfig } from './config.js';
@@ -34,9 +33,6 @@ let sdk: { shutdown(): Promise<void> } | undefined;
 export async function startTelemetry(service: string): Promise<void> {
   const env = loadConfig(otelEnv);
   if (env.OTEL_SDK_DISABLED === 'true') return;
-  // Only @grpc/grpc-js is instrumented, so only it goes through the loader hook: wrapping
-  // every module the service imports made each process start about 2 s slower.
-  register('@opentelemetry/instrumentation/hook.mjs', import.meta.url, { data: { include: ['@grpc/grpc-js'] } });
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
   const { GrpcInstrumentation } = await import('@opentelemetry/instrumentation-grpc');
   const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
@@ -50,6 +46,11 @@ export async function startTelemetry(service: string): Promise<void> {
     ...(exporting ? {} : { spanProcessors: [keepLocal] }),
   });
   s.start();
+  // grpc-js is CommonJS: required here, the instrumentation patches its server as it
+  // loads, and the ESM imports that follow get that same module. (An ESM loader hook
+  // would also reach the generated clients, but costs every process start about half a
+  // second of CPU; client spans come from traceClientCalls instead.)
+  createRequire(import.meta.url)('@grpc/grpc-js');
   sdk = s;
 }
 
