@@ -55,8 +55,9 @@ t.test('the reconciler, one duty at a time', async (t) => {
       AND state = 'SUCCEEDED'`)[0]!['n'] === 30, 30_000, 'the jobs to succeed');
     // Each job was updated on its way (DISPATCHED, RUNNING, SUCCEEDED): dead rows the leader
     // vacuums (`always`, so that it does whatever the server's autovacuum setting).
-    const line = await p.proc('scheduler-0').waitForLine((l) => l['msg'] === 'table maintained' && l['table'] === 'jobs', 30_000);
-    t.equal(line['action'], 'vacuum');
+    // (An ANALYZE of the table may come first, for rows changed rather than dead.)
+    const line = await p.proc('scheduler-0').waitForLine((l) => l['msg'] === 'table maintained' && l['table'] === 'jobs' &&
+      l['action'] === 'vacuum', 30_000);
     t.ok((line['dead_rows'] as number) >= 20, `it counted the dead rows (${String(line['dead_rows'])})`);
     t.ok((await metric(p, 'scheduler-0', /^aijob_db_maintenance_total\{table="jobs",action="vacuum",outcome="ok"\} (\d+)/m)) >= 1,
       'aijob_db_maintenance_total counts it');
