@@ -57,3 +57,36 @@ t.test('dead rows past the threshold get VACUUM (ANALYZE), grown tables ANALYZE,
   t.same(await auto.check(), autovacuum === 'off' ? [{ table: 'churn', action: 'vacuum' }] : [],
     `auto mode with the server's autovacuum ${autovacuum}`);
 });
+
+t.test('stop cancels a VACUUM in progress instead of waiting for it', async (t) => {
+  await sql`CREATE TABLE locked (id int PRIMARY KEY, v int NOT NULL)`;
+  await sql`INSERT INTO locked SELECT i, 0 FROM generate_series(1, 200) i`;
+  await sql`UPDATE locked SET v = 1`;
+  await waitFor(async () => (await stats('locked')).dead >= 200, 30_000, 'the dead rows counted');
+  // A transaction holding the lock VACUUM needs keeps it waiting for as long as we like.
+  let release!: () => void;
+  const released = new Promise<void>((r) => { release = r; });
+  const holder = postgres(`${PG_BASE}/${dbName}`, { max: 1, onnotice: () => {} });
+  t.teardown(() => holder.end({ timeout: 2 }));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => { locked = r; });
+  const holding = holder.begin(async (tx) => {
+    await tx`LOCK TABLE locked IN SHARE UPDATE EXCLUSIVE MODE`;
+    locked();
+    await released;
+  });
+  await isLocked;
+
+  const logged: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => { logged.push(JSON.parse(line) as Record<string, unknown>); } });
+  const m = new TableMaintenance(sql, log, { mode: 'always', intervalMs: 1_000, minDeadRows: 100, deadRatio: 0 });
+  m.start(() => true);
+  await waitFor(async () => (await sql`SELECT count(*)::int AS n FROM pg_stat_activity
+    WHERE datname = ${dbName} AND wait_event_type = 'Lock' AND query LIKE 'VACUUM%locked%'`)[0]!['n'] === 1, 30_000, 'the VACUUM waiting for the lock');
+  const stopped = await Promise.race([m.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still waiting'), 10_000))]);
+  t.equal(stopped, 'stopped', 'stop returned while the VACUUM could not have finished');
+  t.ok(logged.some((l) => l['msg'] === 'table maintenance cancelled at shutdown' && l['table'] === 'locked'), 'the cancelled run is logged as such');
+  t.notOk(logged.some((l) => l['msg'] === 'table maintenance failed'), 'not as a failure');
+  release();
+  await holding;
+});

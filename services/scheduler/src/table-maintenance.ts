@@ -33,6 +33,9 @@ interface TableStats {
 export class TableMaintenance {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** The VACUUM or ANALYZE in progress, cancelled at stop: on a big table it can take minutes. */
+  private current: { cancel(): void } | undefined;
+  private stopping = false;
   private readonly metrics = {
     runs: counter('aijob_db_maintenance_total', 'VACUUM (ANALYZE) and ANALYZE runs by the scheduler leader.', ['table', 'action', 'outcome']),
     seconds: histogram('aijob_db_maintenance_duration_seconds', 'Time of each maintenance run by the leader.', ['table', 'action'],
@@ -55,7 +58,9 @@ export class TableMaintenance {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     clearInterval(this.timer);
+    this.current?.cancel();
     await this.running;
   }
 
@@ -70,7 +75,7 @@ export class TableMaintenance {
     for (const t of tables) {
       this.metrics.dead.set({ table: t.table }, t.dead);
       const action = this.due(t, autovacuum === 'on');
-      if (action) {
+      if (action && !this.stopping) {
         await this.run(t, action);
         done.push({ table: t.table, action });
       }
@@ -95,15 +100,23 @@ export class TableMaintenance {
     // The name comes from pg_stat_user_tables, quoted: these commands take no bind parameters.
     const name = `"${t.table.replaceAll('"', '""')}"`;
     try {
-      await this.sql.unsafe(action === 'vacuum' ? `VACUUM (ANALYZE) ${name}` : `ANALYZE ${name}`);
+      const query = this.sql.unsafe(action === 'vacuum' ? `VACUUM (ANALYZE) ${name}` : `ANALYZE ${name}`);
+      this.current = query;
+      await query;
       const seconds = (performance.now() - started) / 1000;
       this.metrics.runs.inc({ table: t.table, action, outcome: 'ok' });
       this.metrics.seconds.observe({ table: t.table, action }, seconds);
       this.log.info({ table: t.table, action, dead_rows: t.dead, live_rows: t.live, modified_rows: t.modified,
         ms: Math.round(seconds * 1000) }, 'table maintained');
     } catch (err) {
+      if (this.stopping) {
+        this.log.info({ table: t.table, action }, 'table maintenance cancelled at shutdown');
+        return;
+      }
       this.metrics.runs.inc({ table: t.table, action, outcome: 'error' });
       this.log.warn({ table: t.table, action, err: errorMessage(err) }, 'table maintenance failed');
+    } finally {
+      this.current = undefined;
     }
   }
 }
