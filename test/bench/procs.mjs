@@ -21,6 +21,14 @@ export function pidsMatching(re) {
   }).map(Number);
 }
 
+/** The process groups the benchmark and the soak sample: each service of `platform`, Postgres and NATS. */
+export function platformGroups(platform) {
+  return {
+    ...Object.fromEntries(['auth', 'job', 'scheduler', 'worker'].map((s) => [s, () => platform.pids(s)])),
+    postgres: () => pidsMatching(/^postgres/), nats: () => pidsMatching(/nats-server/),
+  };
+}
+
 /** Samples groups of processes every `everyMs`: peak RSS (summed per group, and of its largest process) and CPU used since start. */
 export class Sampler {
   constructor(groups, everyMs = 250) {

@@ -10,7 +10,7 @@ import os from 'node:os';
 import { AijobClient } from '@aijob/sdk';
 import { openTarget, targetOptions } from './launcher.mjs';
 import { dispatchStats, input, openLoop, round, stats, waitDone as waitRun } from './measure.mjs';
-import { pidsMatching, Sampler } from './procs.mjs';
+import { platformGroups, Sampler } from './procs.mjs';
 
 const { values } = parseArgs({ options: {
   json: { type: 'string' }, quick: { type: 'boolean', default: false }, pending: { type: 'string' },
@@ -28,11 +28,7 @@ const clients = Array.from({ length: 8 }, () => new AijobClient({
   address: platform.jobAddr, queueAddress: platform.schedulerAddr, apiKey: platform.apiKey, deadlineMs: 60_000,
 }));
 const c = clients[0];
-const sampler = new Sampler({
-  auth: () => platform.pids('auth'), job: () => platform.pids('job'), scheduler: () => platform.pids('scheduler'),
-  worker: () => platform.pids('worker'), postgres: () => pidsMatching(/^postgres/), nats: () => pidsMatching(/nats-server/),
-  'bench client': () => [process.pid],
-});
+const sampler = new Sampler({ ...platformGroups(platform), 'bench client': () => [process.pid] });
 const results = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, memGb: Math.round(os.totalmem() / 2 ** 30), node: process.version }, runs: {} };
 
 const waitDone = (run, n) => waitRun(platform.sql, run, n);

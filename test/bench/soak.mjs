@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { AijobClient } from '@aijob/sdk';
 import { openTarget, targetOptions } from './launcher.mjs';
 import { dispatchStats, openLoop, round, stats, waitDone } from './measure.mjs';
-import { pidsMatching, Sampler } from './procs.mjs';
+import { platformGroups, Sampler } from './procs.mjs';
 
 const { values } = parseArgs({ options: {
   minutes: { type: 'string', default: '10' }, rate: { type: 'string', default: '500' }, json: { type: 'string' },
@@ -23,6 +23,8 @@ if (!(minutes > 0) || !(rate > 0)) throw new Error('--minutes and --rate must be
 const log = (m) => process.stderr.write(`soak: ${m}\n`);
 const services = ['auth', 'job', 'scheduler', 'worker'];
 const processes = [...services, 'postgres', 'nats'];
+/** The CPU columns of the table (auth's is near zero). */
+const cpuColumns = processes.filter((s) => s !== 'auth');
 
 const platform = await openTarget(values);
 const clients = Array.from({ length: 8 }, () => new AijobClient({
@@ -34,10 +36,7 @@ try {
   log(`${rate} jobs/s for ${minutes} min`);
   for (let m = 1; m <= minutes; m++) {
     const run = `${platform.id}-soak-${m}`;
-    const sampler = new Sampler({
-      ...Object.fromEntries(services.map((s) => [s, () => platform.pids(s)])),
-      postgres: () => pidsMatching(/^postgres/), nats: () => pidsMatching(/nats-server/),
-    }, 1_000);
+    const sampler = new Sampler(platformGroups(platform), 1_000);
     const { jobs, submitMs } = await openLoop(clients, { rate, seconds: 60, labels: { run } });
     const resources = sampler.stop();
     const [table] = await platform.sql`SELECT n_live_tup::int AS live, n_dead_tup::int AS dead,
@@ -76,7 +75,7 @@ const lines = [
   `aijob soak, ${result.date}: ${rate} jobs/s for ${minutes} min`,
   '',
   'minute   submit p50 / p99 (ms)   dispatch p50 / p99 (ms)   RSS auth / job / scheduler / worker (MB)   CPU s job / scheduler / worker / postgres / nats   jobs live / dead',
-  ...result.perMinute.map((r) => `${String(r.minute).padStart(6)}   ${`${r.submitMs.p50} / ${r.submitMs.p99}`.padEnd(22)}  ${`${r.dispatchMs.p50} / ${r.dispatchMs.p99}`.padEnd(24)}  ${services.map((s) => r.rssMb[s]).join(' / ').padEnd(41)}  ${['job', 'scheduler', 'worker', 'postgres', 'nats'].map((s) => r.cpuSeconds[s]).join(' / ').padEnd(48)}  ${r.jobsTable.live} / ${r.jobsTable.dead}`),
+  ...result.perMinute.map((r) => `${String(r.minute).padStart(6)}   ${`${r.submitMs.p50} / ${r.submitMs.p99}`.padEnd(22)}  ${`${r.dispatchMs.p50} / ${r.dispatchMs.p99}`.padEnd(24)}  ${services.map((s) => r.rssMb[s]).join(' / ').padEnd(41)}  ${cpuColumns.map((s) => r.cpuSeconds[s]).join(' / ').padEnd(48)}  ${r.jobsTable.live} / ${r.jobsTable.dead}`),
   '',
   `drift, last minute against the first: submit p99 ${result.drift.submitP99Ms} ms, dispatch p99 ${result.drift.dispatchP99Ms} ms, ` +
     `RSS ${services.map((s) => `${s} ${result.drift.rssMb[s] >= 0 ? '+' : ''}${result.drift.rssMb[s]}`).join(', ')} MB`,

@@ -72,11 +72,10 @@ export async function startTelemetry(service: string): Promise<void> {
   if (exporting) {
     const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf';
     processors.push(new traces.BatchSpanProcessor({
+      // Unset ones are undefined, which the processor replaces with its defaults.
       exporter: await otlpExporter(protocol),
-      ...(env.OTEL_BSP_SCHEDULE_DELAY !== undefined ? { scheduledDelayMillis: env.OTEL_BSP_SCHEDULE_DELAY } : {}),
-      ...(env.OTEL_BSP_EXPORT_TIMEOUT !== undefined ? { exportTimeoutMillis: env.OTEL_BSP_EXPORT_TIMEOUT } : {}),
-      ...(env.OTEL_BSP_MAX_QUEUE_SIZE !== undefined ? { maxQueueSize: env.OTEL_BSP_MAX_QUEUE_SIZE } : {}),
-      ...(env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE !== undefined ? { maxExportBatchSize: env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE } : {}),
+      scheduledDelayMillis: env.OTEL_BSP_SCHEDULE_DELAY, exportTimeoutMillis: env.OTEL_BSP_EXPORT_TIMEOUT,
+      maxQueueSize: env.OTEL_BSP_MAX_QUEUE_SIZE, maxExportBatchSize: env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     }));
   }
   if (exporters.includes('console')) processors.push(new traces.SimpleSpanProcessor({ exporter: new traces.ConsoleSpanExporter() }));

@@ -66,15 +66,14 @@ export class TableMaintenance {
 
   /** One check: vacuums or analyzes the tables that need it; returns what it did. */
   async check(): Promise<{ table: string; action: Action }[]> {
-    const [{ autovacuum } = { autovacuum: 'on' }] = await this.sql<{ autovacuum: string }[]>`
-      SELECT current_setting('autovacuum') AS autovacuum`;
-    const tables = await this.sql<TableStats[]>`
-      SELECT relname AS table, n_live_tup::int AS live, n_dead_tup::int AS dead, n_mod_since_analyze::int AS modified
+    const tables = await this.sql<(TableStats & { autovacuum: string })[]>`
+      SELECT relname AS table, n_live_tup::int AS live, n_dead_tup::int AS dead, n_mod_since_analyze::int AS modified,
+        current_setting('autovacuum') AS autovacuum
       FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname`;
     const done: { table: string; action: Action }[] = [];
     for (const t of tables) {
       this.metrics.dead.set({ table: t.table }, t.dead);
-      const action = this.due(t, autovacuum === 'on');
+      const action = this.due(t, t.autovacuum === 'on');
       if (action && !this.stopping) {
         await this.run(t, action);
         done.push({ table: t.table, action });
