@@ -7,6 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import { repoRoot } from '../helpers/processes.js';
 
 /** A manifest: free-form YAML, narrowed where tests look. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- manifests are untyped YAML; tests index into them freely
 export type K8s = Record<string, any>;
 
 export interface Doc {

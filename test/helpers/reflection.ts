@@ -101,7 +101,7 @@ export function invokeDynamic(address: string, root: protobuf.Root, method: stri
       responseDeserialize: (b: Buffer) => resType.toObject(resType.decode(b), { enums: String, defaults: false }),
     },
   }, serviceName);
-  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
   return new Promise((resolve, reject) => {
     client[methodName]!(body, metadata, (err: grpc.ServiceError | null, res: Record<string, unknown>) => {
       client.close();

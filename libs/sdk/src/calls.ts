@@ -47,14 +47,13 @@ export function bearer(credential: string): grpc.Metadata {
 function attempt<R>(invoke: Invoke<R>, md: grpc.Metadata, deadline: number, signal: AbortSignal | undefined): Promise<R> {
   return new Promise<R>((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
-    let call: grpc.ClientUnaryCall | undefined;
-    const onAbort = () => call?.cancel();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    call = invoke(md, { deadline }, (err, res) => {
+    const onAbort = () => call.cancel();
+    const call = invoke(md, { deadline }, (err, res) => {
       signal?.removeEventListener('abort', onAbort);
       if (!err) return resolve(res);
       reject(signal?.aborted ? abortError(signal) : toApiError(err));
     });
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 

@@ -82,7 +82,7 @@ export class Execution {
     const timeout = setTimeout(() => this.cancel('timeout', `timed out after ${this.info.timeoutMs} ms`), this.info.timeoutMs);
     let outcome: Outcome;
     try {
-      const self = this;
+      const log = () => this.log;
       if (!handler) throw failureAsError({ code: 'UNKNOWN_JOB_TYPE', message: `no handler for job type "${this.info.type}"`, retryable: false });
       const result = await raceAbort(handler(this.info, {
         signal: this.abort.signal,
@@ -90,7 +90,7 @@ export class Execution {
         idempotencyKey: this.job.idempotencyKey || this.info.id,
         progress: (pct, note) => this.progress(pct, note ?? ''),
         reportUsage: (u) => this.record(u),
-        get log() { return self.log; },
+        get log() { return log(); },
       }), this.abort.signal);
       outcome = { kind: 'succeeded', outputJson: asOutputJson(result) };
     } catch (err) {

@@ -20,7 +20,7 @@ export class PriceTable {
     try {
       parsed = JSON.parse(raw);
     } catch (err) {
-      throw new Error(`price table is not JSON: ${(err as Error).message}`);
+      throw new Error(`price table is not JSON: ${(err as Error).message}`, { cause: err });
     }
     const r = table.safeParse(parsed);
     if (!r.success) throw new Error(`price table: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
