@@ -1,10 +1,10 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { InvalidArgumentError, JobState, ResourceExhaustedError, stateName } from '@aijob/sdk';
 import { repoRoot, ServiceProcess } from '../helpers/processes.js';
 import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
 
-async function customWorker(t: Tap.Test, p: Platform): Promise<ServiceProcess> {
+async function customWorker(t: Test, p: Platform): Promise<ServiceProcess> {
   const w = new ServiceProcess('custom-worker', join(repoRoot, 'test/fixtures/custom-worker.mjs'), { ...p.env('worker'), CUSTOM_HEARTBEAT_MS: '60000' });
   p.procs.push(w);
   await w.waitForLine((l) => l['msg'] === 'custom worker ready', 30_000);

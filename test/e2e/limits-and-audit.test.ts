@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { InvalidArgumentError, ResourceExhaustedError } from '@aijob/sdk';
+import { InvalidArgumentError, ResourceExhaustedError, type AuditEvent } from '@aijob/sdk';
 import { repoRoot } from '../helpers/processes.js';
 import { startPlatform, waitFor } from '../helpers/platform.js';
 
@@ -86,7 +86,7 @@ t.test('the audit log lists with filters and paging, and old rows export to JSON
   const { key } = await admin.admin.createApiKey({ scopes: ['audit:read'] });
   await admin.admin.revokeApiKey(key.id);
 
-  const all = [];
+  const all: AuditEvent[] = [];
   for await (const e of admin.admin.auditEvents({ pageSize: 2 })) all.push(e);
   t.ok(all.length >= 8, `pages through all ${all.length} events`);
   t.ok(all.every((e, i) => i === 0 || e.id < all[i - 1]!.id), 'newest first');

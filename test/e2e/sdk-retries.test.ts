@@ -1,11 +1,11 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { status } from '@grpc/grpc-js';
 import { AijobClient, CancelledError, DeadlineExceededError, stateName, UnavailableError, type AijobClientOptions, type Job } from '@aijob/sdk';
 import { freePort } from '../helpers/nats-server.js';
 import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
 import { callRecorder, timed } from '../helpers/sdk-probes.js';
 
-function client(t: Tap.Test, p: Platform, o: Partial<AijobClientOptions> = {}): AijobClient {
+function client(t: Test, p: Platform, o: Partial<AijobClientOptions> = {}): AijobClient {
   const c = new AijobClient({ address: p.jobAddr, queueAddress: p.schedulerAddr, authAddress: p.authAddr, apiKey: p.apiKey,
     exchangeTokens: false, ...o });
   t.teardown(() => c.close());

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { getEventListeners } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import {
@@ -9,7 +9,7 @@ import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
 import { blackHole, callRecorder, timed } from '../helpers/sdk-probes.js';
 
 /** A client of the platform with its own options (closed at the end of the test). */
-function client(t: Tap.Test, p: Platform, o: Partial<AijobClientOptions> = {}): AijobClient {
+function client(t: Test, p: Platform, o: Partial<AijobClientOptions> = {}): AijobClient {
   const c = new AijobClient({ address: p.jobAddr, queueAddress: p.schedulerAddr, authAddress: p.authAddr, apiKey: p.apiKey,
     exchangeTokens: false, ...o });
   t.teardown(() => c.close());

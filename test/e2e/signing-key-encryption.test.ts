@@ -6,15 +6,25 @@ import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { AuthServiceClient, type AuthenticateResponse, type IssueTokenResponse } from '@aijob/contracts';
 import { runMigrations } from '@aijob/store';
-import { Platform } from '../helpers/platform.js';
+import { Platform, type ServiceProcess } from '../helpers/platform.js';
 import { loadAuthConfig } from '../../services/auth/dist/config.js';
 import { KeyEncryption } from '../../services/auth/dist/key-encryption.js';
 import { boundTo } from '../../services/auth/dist/signing-key-rows.js';
 
 const kek = () => randomBytes(32).toString('base64');
 
+interface StartedAuth {
+  proc: ServiceProcess;
+  issue: () => Promise<string>;
+  verify: (token: string) => Promise<AuthenticateResponse>;
+  jwks: () => Promise<JWK[]>;
+}
+interface ExitedAuth {
+  exited: { code: number | null; output: string };
+}
+
 /** An auth process of `p` with `env`; resolves its gRPC client, or the start-up output when it exits. */
-async function startAuth(t: { teardown: (fn: () => void) => void }, p: Platform, env: Record<string, string>) {
+async function startAuth(t: { teardown: (fn: () => void) => void }, p: Platform, env: Record<string, string>): Promise<StartedAuth | ExitedAuth> {
   const started = p.spawn('auth', { AIJOB_BOOTSTRAP_API_KEY: p.apiKey, ...env }, `auth-${p.procs.length}`);
   const proc = p.procs[p.procs.length - 1]!;
   const exited = proc.exit().then((code) => ({ code, output: proc.raw.join('\n') }));
@@ -39,8 +49,8 @@ t.teardown(() => p.stop());
 
 t.test('production refuses to start without a key-encryption key, or with a bad one, and never shows it', async (t) => {
   const missing = await startAuth(t, p, { NODE_ENV: 'production' });
-  t.ok('exited' in missing && missing.exited!.code !== 0, 'the auth process exits');
-  t.match('exited' in missing && missing.exited!.output, /SIGNING_KEY_ENCRYPTION_KEY: required with NODE_ENV=production/, 'saying why');
+  t.ok('exited' in missing && missing.exited.code !== 0, 'the auth process exits');
+  t.match('exited' in missing && missing.exited.output, /SIGNING_KEY_ENCRYPTION_KEY: required with NODE_ENV=production/, 'saying why');
   const bad = 'c2hvcnQ-not-a-real-key-but-secret-looking';
   const problems = (env: Record<string, string>) => {
     try {
@@ -93,7 +103,7 @@ t.test('keys are sealed at rest, plain-text rows from before are sealed at start
   await sql`UPDATE signing_keys SET rotated_at = now()`;
   await sql`INSERT INTO signing_keys (kid, algorithm, public_jwk, private_jwk)
     VALUES ('sk_legacy', 'ES256', ${sql.json(await exportJWK(legacy.publicKey) as never)}, ${sql.json(await exportJWK(legacy.privateKey) as never)})`;
-  await auth.proc!.stop();
+  await auth.proc.stop();
   const k2 = kek();
   const again = await startAuth(t, p, { NODE_ENV: 'production', SIGNING_KEY_ENCRYPTION_KEY: `${k2},${k1}` });
   if (!('issue' in again)) throw new Error(`auth did not restart: ${again.exited.output}`);
@@ -103,11 +113,11 @@ t.test('keys are sealed at rest, plain-text rows from before are sealed at start
   t.ok(rows.every((r) => String(r['private_key_sealed']).split('.')[1] === fp), 'all sealed with the new first key (old ones sealed again)');
   t.equal(kidOf(await again.issue()), 'sk_legacy', 'the legacy key still signs');
   t.match(await again.verify(token), { principal: { subject: 'key_bootstrap' } }, 'tokens of the older key still verify');
-  await again.proc!.stop();
+  await again.proc.stop();
 
   const wrong = await startAuth(t, p, { NODE_ENV: 'production', SIGNING_KEY_ENCRYPTION_KEY: kek() });
   t.ok('exited' in wrong, 'a wrong key-encryption key stops the start');
-  t.match('exited' in wrong && wrong.exited!.output, /signing key sk_legacy: sealed with key-encryption key [0-9a-f]{16}, which SIGNING_KEY_ENCRYPTION_KEY does not hold/);
+  t.match('exited' in wrong && wrong.exited.output, /signing key sk_legacy: sealed with key-encryption key [0-9a-f]{16}, which SIGNING_KEY_ENCRYPTION_KEY does not hold/);
   const dev = await startAuth(t, p, {});
   t.ok('exited' in dev, 'nor does the development key open production rows');
 });

@@ -166,7 +166,7 @@ t.test('ListWorkspaces pages through every workspace, for admins only', async (t
   t.equal(ids.length, n, `every one of the ${n} workspaces, over ${pages} pages`);
   t.equal(new Set(ids).size, ids.length, 'none twice');
   t.same([...ids].sort(), ids, 'in id order');
-  const names = [];
+  const names: string[] = [];
   for await (const w of admin.admin.listWorkspaces()) names.push(w.name);
   t.ok(['page-0', 'page-1', 'page-2'].every((x) => names.includes(x)), 'the SDK iterates them all');
   await t.rejects(unary(auth, 'listWorkspaces', ListWorkspacesRequest.fromPartial({ pageSize: 5_000 }), md), { code: grpc.status.INVALID_ARGUMENT });
