@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import { connectBus, withCredentials } from '@aijob/bus';
-import { createLogger } from '@aijob/platform';
+import { createLogger } from '@aijob/core';
 import { freePort } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/processes.js';
 import { build, documents, find, readText, type K8s } from './manifest-files.js';

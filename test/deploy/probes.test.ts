@@ -2,7 +2,8 @@
 // the liveness name is SERVING from the start and stays so while readiness changes,
 // while '' (the readiness probe) follows setServing; the worker's HTTP probes exist.
 import t from 'tap';
-import { createLogger, GrpcServer, LIVENESS_SERVICE, Readiness, startOpsServer } from '@aijob/platform';
+import { createLogger } from '@aijob/core';
+import { GrpcServer, LIVENESS_SERVICE, Readiness, startOpsServer } from '@aijob/server';
 import { HealthCheckClientShim } from '../helpers/health.js';
 import { build, ofKind, type K8s } from './manifest-files.js';
 

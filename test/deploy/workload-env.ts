@@ -2,7 +2,7 @@
 // compiled services) and what the manifests give it (envFrom ConfigMaps, env entries,
 // Secret references), so tests can compare the two.
 import { join } from 'node:path';
-import { loadConfig } from '@aijob/platform';
+import { loadConfig } from '@aijob/core';
 import { repoRoot } from '../helpers/processes.js';
 import { readText, type K8s } from './manifest-files.js';
 

@@ -2,7 +2,7 @@
 // service's config schema knows is provided (ConfigMap, Secret or pod field) and
 // parses, nothing unknown is set; pods are hardened, probed, spread and budgeted.
 import t from 'tap';
-import { LIVENESS_SERVICE } from '@aijob/platform';
+import { LIVENESS_SERVICE } from '@aijob/server';
 import { build, find, ofKind, overlays, readText, type K8s } from './manifest-files.js';
 import {
   configShape, containerEnv, defaults, migrateVariables, otelVariables, parseEnv, portOf, services,

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError } from '@aijob/platform';
+import { ConfigError } from '@aijob/core';
 import { loadWorkerConfig } from '../../services/worker/dist/config.js';
 
 const failure = (env: Record<string, string>): string[] => {

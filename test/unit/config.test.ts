@@ -1,6 +1,6 @@
 import t from 'tap';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '@aijob/platform';
+import { ConfigError, loadConfig } from '@aijob/core';
 
 const shape = {
   PORT: z.coerce.number().int().max(65535),

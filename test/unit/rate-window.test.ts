@@ -4,7 +4,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { ResourceExhaustedError } from '@aijob/platform';
+import { ResourceExhaustedError } from '@aijob/core';
 import { createStore, runMigrations } from '@aijob/store';
 import { RateLimiter, SLOT_MS } from '../../services/job/dist/rate-limiter.js';
 import { PG_BASE } from '../helpers/platform.js';

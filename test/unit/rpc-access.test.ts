@@ -2,7 +2,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { descriptorSetPath } from '@aijob/contracts';
-import { mutatingRpcs, operatorScopes, rpcAccess, scopes } from '@aijob/platform';
+import { mutatingRpcs, operatorScopes, rpcAccess, scopes } from '@aijob/core';
 
 /** Every `package.Service/Method` in the descriptor set built from proto/aijob. */
 function aijobMethods(): string[] {

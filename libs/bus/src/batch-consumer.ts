@@ -1,5 +1,5 @@
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
-import { errorMessage, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
 
 export interface BatchConsumerOptions {
   /** Largest batch handed to the handler. */

@@ -1,6 +1,6 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import type { Logger } from '@aijob/platform';
+import type { Logger } from '@aijob/core';
 
 export interface Bus {
   nc: NatsConnection;

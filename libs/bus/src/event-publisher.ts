@@ -1,7 +1,8 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { nuid } from '@nats-io/transport-node';
 import { JobEvents, JobState, jobStateToJSON, type JobEvent } from '@aijob/contracts';
-import { Batcher, counter, errorMessage, type Logger } from '@aijob/platform';
+import { Batcher, errorMessage, type Logger } from '@aijob/core';
+import { counter } from '@aijob/telemetry';
 import { encode } from './codec.js';
 import type { Topology } from './topology.js';
 

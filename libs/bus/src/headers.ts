@@ -1,5 +1,5 @@
 import { headers, type MsgHdrs } from '@nats-io/transport-node';
-import { currentTraceHeaders } from '@aijob/platform';
+import { currentTraceHeaders } from '@aijob/telemetry';
 
 /** NATS headers carrying the W3C trace context of the active span (or of `traceparent`). */
 export function traceHeaders(traceparent?: string): MsgHdrs {

@@ -1,4 +1,6 @@
-import { activeTraceId, bearerCredential, mutatingRpcs, type AijobError, type CallContext } from '@aijob/platform';
+import { mutatingRpcs, type AijobError } from '@aijob/core';
+import { activeTraceId } from '@aijob/telemetry';
+import { bearerCredential, type CallContext } from '@aijob/server';
 import type { AuditWriter } from './audit-writer.js';
 
 /**

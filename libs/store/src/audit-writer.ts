@@ -1,4 +1,4 @@
-import { Batcher, errorMessage, type Logger } from '@aijob/platform';
+import { Batcher, errorMessage, type Logger } from '@aijob/core';
 import type { Sql } from './client.js';
 
 export interface AuditRecord {

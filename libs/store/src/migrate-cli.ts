@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { readMigrationFiles } from 'drizzle-orm/migrator';
-import { commonEnv, createLogger, delay, loadConfig } from '@aijob/platform';
+import { commonEnv, createLogger, delay, loadConfig } from '@aijob/core';
 import { migrationsFolder, runMigrations } from './migrate.js';
 
 const { values } = parseArgs({ options: { check: { type: 'boolean' }, wait: { type: 'boolean' } }, allowPositionals: true });

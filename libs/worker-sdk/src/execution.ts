@@ -1,6 +1,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { durationToMs, JobEvent, JobState, msToDuration, type DispatchedJob, type JobUsage } from '@aijob/contracts';
-import { inSpan, type Logger } from '@aijob/platform';
+import type { Logger } from '@aijob/core';
+import { inSpan } from '@aijob/telemetry';
 import { failureOf, type JobFailure } from './errors.js';
 import { AbortReason, type Handler, type JobInfo, type UsageReport } from './types.js';
 

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { durationToMs, WorkerServiceClient, type HeartbeatRequest, type HeartbeatResponse } from '@aijob/contracts';
-import { internalChannelOptions } from '@aijob/platform';
+import { internalChannelOptions } from '@aijob/telemetry';
 
 const DEADLINE_MS = 5_000;
 

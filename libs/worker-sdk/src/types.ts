@@ -1,4 +1,4 @@
-import type { Logger } from '@aijob/platform';
+import type { Logger } from '@aijob/core';
 
 /** The job as a handler sees it. */
 export interface JobInfo {

@@ -4,7 +4,8 @@ import { DispatchedJob, type JobEvent } from '@aijob/contracts';
 import {
   connectBus, decode, ensureDurable, ensureStreams, EventPublisher, topology, type Bus, type Topology,
 } from '@aijob/bus';
-import { counter, createLogger, errorMessage, histogram, latencyBuckets, durationBuckets, type Logger } from '@aijob/platform';
+import { createLogger, errorMessage, type Logger } from '@aijob/core';
+import { counter, histogram, latencyBuckets, durationBuckets } from '@aijob/telemetry';
 import { Execution } from './execution.js';
 import { SchedulerLink } from './scheduler-link.js';
 import { AbortReason, type Handler, type WorkerOptions } from './types.js';

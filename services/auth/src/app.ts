@@ -1,13 +1,13 @@
 import { AuthServiceService } from '@aijob/contracts';
 import { connectBus, topology } from '@aijob/bus';
-import {
-  createLogger, collectProcessMetrics, GrpcServer, handleShutdown, json, makeAuthorizer, Readiness, startOpsServer,
-} from '@aijob/platform';
+import { createLogger } from '@aijob/core';
+import { collectProcessMetrics } from '@aijob/telemetry';
+import { GrpcServer, handleShutdown, json, makeAuthorizer, Readiness, startOpsServer } from '@aijob/server';
 import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
 import { authServiceHandlers } from './auth-service.js';
 import { Authenticator } from './authenticator.js';
 import { bootstrap } from './bootstrap.js';
-import { stopTelemetry } from '@aijob/platform/telemetry';
+import { stopTelemetry } from '@aijob/server/telemetry';
 import { loadAuthConfig } from './config.js';
 import { KeyEncryption } from './key-encryption.js';
 import { SigningKeys } from './signing-keys.js';

@@ -1,7 +1,7 @@
 import { AuthServiceService, durationToMs, type ApiKey, type Workspace } from '@aijob/contracts';
-import {
-  activeTraceId, InvalidArgumentError, UnauthenticatedError, type CallContext, type Implementation,
-} from '@aijob/platform';
+import { InvalidArgumentError, UnauthenticatedError } from '@aijob/core';
+import { activeTraceId } from '@aijob/telemetry';
+import type { CallContext, Implementation } from '@aijob/server';
 import type { Authenticator } from './authenticator.js';
 import type { SigningKeys } from './signing-keys.js';
 import type { Actor, Tenancy } from './tenancy.js';

@@ -1,5 +1,5 @@
 import type { Principal, WorkspacePolicy } from '@aijob/contracts';
-import { UnauthenticatedError, type Logger } from '@aijob/platform';
+import { UnauthenticatedError, type Logger } from '@aijob/core';
 import type { Store } from '@aijob/store';
 import { hashApiKey, looksLikeJwt } from './keys.js';
 import type { SigningKeys } from './signing-keys.js';

@@ -1,4 +1,4 @@
-import type { Logger } from '@aijob/platform';
+import type { Logger } from '@aijob/core';
 import type { Store } from '@aijob/store';
 import { hashApiKey, newApiKey, newWorkspaceId } from './keys.js';
 

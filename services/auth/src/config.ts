@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bool, commonEnv, ConfigError, int, loadConfig, port } from '@aijob/platform';
+import { bool, commonEnv, ConfigError, int, loadConfig, port } from '@aijob/core';
 import { parseKeks } from './key-encryption.js';
 
 export const authEnv = {

@@ -1,5 +1,5 @@
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
-import { ConfigError, errorMessage, UnauthenticatedError, type Logger } from '@aijob/platform';
+import { ConfigError, errorMessage, UnauthenticatedError, type Logger } from '@aijob/core';
 import type { Store, Tx } from '@aijob/store';
 import { randomId } from './keys.js';
 import type { KeyEncryption } from './key-encryption.js';

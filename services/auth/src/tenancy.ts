@@ -2,7 +2,7 @@ import type { Principal, WorkspacePolicy } from '@aijob/contracts';
 import {
   AlreadyExistsError, InvalidArgumentError, NotFoundError, operatorScopes, PermissionDeniedError, scopes,
   type FieldViolation, type Scope,
-} from '@aijob/platform';
+} from '@aijob/core';
 import type { AuditRecord } from '@aijob/store';
 import { newApiKey, newWorkspaceId } from './keys.js';
 import type { SigningKeys } from './signing-keys.js';

@@ -1,9 +1,10 @@
 import { JobServiceService } from '@aijob/contracts';
 import { connectBus, ensureDurable, ensureStreams, EventPublisher, topology } from '@aijob/bus';
+import { createLogger, mutatingRpcs } from '@aijob/core';
+import { activeTraceId, collectProcessMetrics } from '@aijob/telemetry';
 import {
-  activeTraceId, CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer,
-  mutatingRpcs, Readiness, startOpsServer, type CallContext,
-} from '@aijob/platform';
+  CachedAuthClient, GrpcServer, handleShutdown, makeAuthorizer, Readiness, startOpsServer, type CallContext,
+} from '@aijob/server';
 import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
 import { PendingLimits } from './pending-limits.js';
 import { PriceTable } from './prices.js';
@@ -11,7 +12,7 @@ import { DeadLetters } from './dead-letters.js';
 import { UsageReports } from './usage-report.js';
 import { AnnouncedTypes } from './worker-types.js';
 import { RateLimiter } from './rate-limiter.js';
-import { stopTelemetry } from '@aijob/platform/telemetry';
+import { stopTelemetry } from '@aijob/server/telemetry';
 import { loadJobConfig } from './config.js';
 import { EventApplier } from './event-applier.js';
 import { JobRepository } from './job-repository.js';

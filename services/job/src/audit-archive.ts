@@ -5,7 +5,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { commonEnv, createLogger, loadConfig } from '@aijob/platform';
+import { commonEnv, createLogger, loadConfig } from '@aijob/core';
 import { createStore } from '@aijob/store';
 
 const CHUNK = 5_000;

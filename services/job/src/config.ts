@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bool, commonEnv, int, list, loadConfig, port } from '@aijob/platform';
+import { bool, commonEnv, int, list, loadConfig, port } from '@aijob/core';
 
 export const jobEnv = {
   ...commonEnv,

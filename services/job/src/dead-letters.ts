@@ -1,5 +1,6 @@
 import type { DeadLetterFilter } from '@aijob/contracts';
-import { InvalidArgumentError, traceIdOf } from '@aijob/platform';
+import { InvalidArgumentError } from '@aijob/core';
+import { traceIdOf } from '@aijob/telemetry';
 import type { AuditWriter, Store } from '@aijob/store';
 import type { Caller } from './jobs.js';
 import { jobColumns, type JobRow } from './job-record.js';

@@ -1,5 +1,5 @@
 import { jobStateFromJSON, msToDuration, type Job } from '@aijob/contracts';
-import { traceIdOf } from '@aijob/platform';
+import { traceIdOf } from '@aijob/telemetry';
 import type { JobStateName } from '@aijob/store';
 
 /** A jobs row as selected by the repository (snake_case, as Postgres returns it). */

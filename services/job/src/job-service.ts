@@ -1,5 +1,6 @@
 import { JobServiceService } from '@aijob/contracts';
-import { currentTraceparent, type CallContext, type Implementation } from '@aijob/platform';
+import { currentTraceparent } from '@aijob/telemetry';
+import type { CallContext, Implementation } from '@aijob/server';
 import { toJob } from './job-record.js';
 import type { DeadLetters } from './dead-letters.js';
 import type { Caller, Jobs } from './jobs.js';

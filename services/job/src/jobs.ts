@@ -3,9 +3,8 @@ import type { Principal, SubmitJobRequest, WorkspacePolicy } from '@aijob/contra
 import type { NatsConnection } from '@nats-io/transport-node';
 import { JobEvent, JobState, jobStateFromJSON } from '@aijob/contracts';
 import type { EventPublisher, Topology } from '@aijob/bus';
-import {
-  FailedPreconditionError, InvalidArgumentError, linkedRootTraceparent, NotFoundError, traceIdOf, UnavailableError,
-} from '@aijob/platform';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '@aijob/core';
+import { linkedRootTraceparent, traceIdOf } from '@aijob/telemetry';
 import type { JobStateName } from '@aijob/store';
 import { isTerminal, type JobRow } from './job-record.js';
 import type { AuditQuery, AuditRow, JobRepository } from './job-repository.js';

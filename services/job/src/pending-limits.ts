@@ -1,4 +1,4 @@
-import { ResourceExhaustedError } from '@aijob/platform';
+import { ResourceExhaustedError } from '@aijob/core';
 import type { Store } from '@aijob/store';
 
 const REFRESH_MS = 1_000;

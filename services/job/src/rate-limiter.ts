@@ -1,4 +1,4 @@
-import { ResourceExhaustedError } from '@aijob/platform';
+import { ResourceExhaustedError } from '@aijob/core';
 import type { Store } from '@aijob/store';
 
 const WINDOW_MS = 60_000;

@@ -1,7 +1,8 @@
 import { JobsSubmitted, type SubmittedJob } from '@aijob/contracts';
 import { encode, type Topology } from '@aijob/bus';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Batcher, counter, errorMessage, type Logger } from '@aijob/platform';
+import { Batcher, errorMessage, type Logger } from '@aijob/core';
+import { counter } from '@aijob/telemetry';
 import type { Store } from '@aijob/store';
 import { jobColumns, type JobRow } from './job-record.js';
 import type { ValidSubmission } from './validation.js';

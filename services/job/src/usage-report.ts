@@ -1,5 +1,5 @@
 import { UsageGroupBy, type GetUsageReportRequest, type UsageRow } from '@aijob/contracts';
-import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@aijob/platform';
+import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@aijob/core';
 import type { Store } from '@aijob/store';
 import type { Caller } from './jobs.js';
 

@@ -1,5 +1,5 @@
 import { durationToMs, type SubmitJobRequest } from '@aijob/contracts';
-import { InvalidArgumentError, type FieldViolation } from '@aijob/platform';
+import { InvalidArgumentError, type FieldViolation } from '@aijob/core';
 
 export const QUEUE_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const TYPE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

@@ -1,7 +1,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { JobsChanged } from '@aijob/contracts';
 import { decode, type Topology } from '@aijob/bus';
-import type { Logger } from '@aijob/platform';
+import type { Logger } from '@aijob/core';
 
 /**
  * Tells WatchJob streams on this replica when their job may have changed. Every

@@ -1,7 +1,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { HeartbeatRequest } from '@aijob/contracts';
-import { errorMessage, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
 
 const FRESH_MS = 60_000;
 

@@ -1,4 +1,5 @@
-import { counter, errorMessage, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
+import { counter } from '@aijob/telemetry';
 import type { Dispatcher } from './dispatcher.js';
 import { width, type Candidate, type Fit, type QueuePicker, type QueueState, type SchedulerState } from './scheduler-state.js';
 import type { WorkerInfo, WorkerRegistry } from './worker-registry.js';

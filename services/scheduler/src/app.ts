@@ -1,11 +1,10 @@
 import { QueueServiceService, WorkerServiceService } from '@aijob/contracts';
 import { connectBus, EventPublisher, topology } from '@aijob/bus';
-import {
-  CachedAuthClient, collectProcessMetrics, createLogger, GrpcServer, handleShutdown, makeAuthorizer, Readiness,
-  startOpsServer,
-} from '@aijob/platform';
+import { createLogger } from '@aijob/core';
+import { collectProcessMetrics } from '@aijob/telemetry';
+import { CachedAuthClient, GrpcServer, handleShutdown, makeAuthorizer, Readiness, startOpsServer } from '@aijob/server';
 import { AuditWriter, auditDenied, auditRefused, createStore, runMigrations } from '@aijob/store';
-import { stopTelemetry } from '@aijob/platform/telemetry';
+import { stopTelemetry } from '@aijob/server/telemetry';
 import { loadSchedulerConfig } from './config.js';
 import { Controller } from './controller.js';
 import { Dispatcher } from './dispatcher.js';

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { bool, commonEnv, int, loadConfig, port } from '@aijob/platform';
+import { bool, commonEnv, int, loadConfig, port } from '@aijob/core';
 
 export const schedulerEnv = {
   ...commonEnv,

@@ -1,7 +1,8 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { JobEvents, JobsSubmitted, JobState } from '@aijob/contracts';
 import { consumeBatches, decode, ensureDurable, ensureStreams, type Bus, type StreamOptions, type Topology } from '@aijob/bus';
-import { errorMessage, gauge, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
+import { gauge } from '@aijob/telemetry';
 import type { Store } from '@aijob/store';
 import { Admission } from './admission.js';
 import type { Dispatcher } from './dispatcher.js';

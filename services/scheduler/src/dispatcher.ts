@@ -1,7 +1,8 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { DispatchedJob, JobEvent, JobState, msToDuration } from '@aijob/contracts';
 import { encode, traceHeaders, type EventPublisher, type Topology } from '@aijob/bus';
-import { childSpan, errorMessage, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
+import { childSpan } from '@aijob/telemetry';
 import type { Store } from '@aijob/store';
 
 interface DispatchRow {

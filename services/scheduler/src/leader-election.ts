@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { errorMessage, gauge, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
+import { gauge } from '@aijob/telemetry';
 import type { Store } from '@aijob/store';
 
 export interface Leadership {

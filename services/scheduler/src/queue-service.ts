@@ -1,8 +1,8 @@
 import { JobEvent, JobState, QueueServiceService, type Queue } from '@aijob/contracts';
 import type { EventPublisher } from '@aijob/bus';
-import {
-  activeTraceId, FailedPreconditionError, InvalidArgumentError, NotFoundError, type CallContext, type Implementation,
-} from '@aijob/platform';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@aijob/core';
+import { activeTraceId } from '@aijob/telemetry';
+import type { CallContext, Implementation } from '@aijob/server';
 import type { AuditRecord, AuditWriter, Store } from '@aijob/store';
 import type { QueueCounts, QueueRepository, QueueRow } from './queue-repository.js';
 import type { WorkerRegistry } from './worker-registry.js';

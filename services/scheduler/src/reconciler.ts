@@ -1,6 +1,7 @@
 import { JobEvent, JobState } from '@aijob/contracts';
 import type { EventPublisher } from '@aijob/bus';
-import { counter, errorMessage, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
+import { counter } from '@aijob/telemetry';
 import type { Store } from '@aijob/store';
 import type { GangAssembly } from './gangs.js';
 import type { SchedulerState } from './scheduler-state.js';

@@ -1,4 +1,5 @@
-import { counter, errorMessage, gauge, histogram, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
+import { counter, gauge, histogram } from '@aijob/telemetry';
 import type { Sql } from '@aijob/store';
 
 export type MaintenanceMode = 'auto' | 'always' | 'off';

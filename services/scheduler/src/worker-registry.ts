@@ -1,7 +1,8 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { HeartbeatRequest } from '@aijob/contracts';
-import { errorMessage, gauge, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
+import { gauge } from '@aijob/telemetry';
 
 export interface WorkerInfo extends HeartbeatRequest {
   /** When the scheduler last heard from it (ms since epoch). */

@@ -1,5 +1,6 @@
 import { WorkerServiceService, msToDuration } from '@aijob/contracts';
-import { InvalidArgumentError, type Implementation } from '@aijob/platform';
+import { InvalidArgumentError } from '@aijob/core';
+import type { Implementation } from '@aijob/server';
 import type { Store } from '@aijob/store';
 import type { WorkerRegistry } from './worker-registry.js';
 

@@ -1,7 +1,9 @@
-import { collectProcessMetrics, createLogger, handleShutdown, Readiness, startOpsServer } from '@aijob/platform';
+import { createLogger } from '@aijob/core';
+import { collectProcessMetrics } from '@aijob/telemetry';
+import { handleShutdown, Readiness, startOpsServer } from '@aijob/server';
 import { withCredentials } from '@aijob/bus';
 import { Worker } from '@aijob/worker';
-import { stopTelemetry } from '@aijob/platform/telemetry';
+import { stopTelemetry } from '@aijob/server/telemetry';
 import { loadWorkerConfig } from './config.js';
 import { echo, fail, sleep } from './executors/diagnostics.js';
 import { httpRequestHandler } from './executors/http-request.js';

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { bool, commonEnv, ConfigError, int, list, loadConfig, port } from '@aijob/platform';
+import { bool, commonEnv, ConfigError, int, list, loadConfig, port } from '@aijob/core';
 
 export const workerEnv = {
   LOG_LEVEL: commonEnv.LOG_LEVEL,

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { gauge } from '@aijob/platform';
+import { gauge } from '@aijob/telemetry';
 
 /**
  * GPU count and mean utilisation from nvidia-smi, when there is one. Without a GPU the

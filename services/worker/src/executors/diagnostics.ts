@@ -1,4 +1,4 @@
-import { delay } from '@aijob/platform';
+import { delay } from '@aijob/core';
 import { NonRetryableError, RetryableError, type Handler } from '@aijob/worker';
 
 /** `echo`: the output is the input. */

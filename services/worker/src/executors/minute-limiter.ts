@@ -1,4 +1,4 @@
-import { delay } from '@aijob/platform';
+import { delay } from '@aijob/core';
 
 /** Time as the limiter sees it; tests pass a fake one. */
 export interface Clock {

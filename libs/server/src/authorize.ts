@@ -1,28 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { AuthServiceClient, type Principal, type WorkspacePolicy } from '@aijob/contracts';
-import { isAijobError, PermissionDeniedError, UnauthenticatedError, UnavailableError } from './errors.js';
+import { hasScope, isAijobError, PermissionDeniedError, UnauthenticatedError, UnavailableError, type Scope } from '@aijob/core';
+import { internalChannelOptions } from '@aijob/telemetry';
 import type { CallContext } from './grpc-server.js';
-import { hasScope, type Scope } from './scopes.js';
-import { traceClientCalls } from './spans.js';
 
 const MAX_CREDENTIAL = 4096;
 /** Long enough to ride out an auth service restart (a few seconds), short of clients' deadlines. */
 const AUTH_DEADLINE_MS = 5_000;
-
-/**
- * Channel options for calls between our services. Reconnect backoff stays short (grpc-js
- * otherwise waits up to two minutes between attempts), so a restarted or rescheduled
- * peer is found again within a couple of seconds; calls made meanwhile wait for it
- * (waitForReady) within their deadline instead of failing at once. Each call has a client
- * span, and the callee continues its trace.
- */
-export const internalChannelOptions: grpc.ClientOptions = {
-  interceptors: [traceClientCalls],
-  'grpc.keepalive_time_ms': 30_000,
-  'grpc.initial_reconnect_backoff_ms': 250,
-  'grpc.max_reconnect_backoff_ms': 2_000,
-};
 
 /** The credential of `authorization: Bearer <api key or JWT>`, or UNAUTHENTICATED. */
 export function bearerCredential(metadata: grpc.Metadata): string {

@@ -1,4 +1,4 @@
-import type { Logger } from './log.js';
+import type { Logger } from '@aijob/core';
 
 export interface ShutdownStep {
   name: string;
@@ -45,14 +45,4 @@ export function handleShutdown(log: Logger, steps: ShutdownStep[], stepTimeoutMs
     process.exit(1);
   });
   return () => stop('programmatic');
-}
-
-/** Resolves after `ms`, or rejects as soon as `signal` aborts. */
-export function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = () => { clearTimeout(timer); reject(signal!.reason); };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -1,4 +1,4 @@
-// Tracing bootstrap, kept apart from the rest of @aijob/platform: it must run before
+// Tracing bootstrap, kept apart from the rest of @aijob/server: it must run before
 // @grpc/grpc-js is loaded, so that the gRPC instrumentation patches it as it loads.
 // Entry points call startTelemetry() first and import the service afterwards.
 //
@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { TextMapPropagator } from '@opentelemetry/api';
 import { z } from 'zod';
-import { loadConfig } from './config.js';
+import { loadConfig } from '@aijob/core';
 
 const otelEnv = {
   OTEL_SDK_DISABLED: z.enum(['true', 'false']).optional(),

@@ -37,13 +37,3 @@ export const latencyBuckets = [
 export const durationBuckets = [
   0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600,
 ];
-
-/** Per-RPC metrics as go-grpc-prometheus names them, which dashboards already use. */
-export const grpcMetrics = {
-  handled: () => counter('grpc_server_handled_total', 'RPCs completed on the server, by status code.',
-    ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code']),
-  started: () => counter('grpc_server_started_total', 'RPCs started on the server.',
-    ['grpc_type', 'grpc_service', 'grpc_method']),
-  handling: () => histogram('grpc_server_handling_seconds', 'Time to handle an RPC, until the last response.',
-    ['grpc_type', 'grpc_service', 'grpc_method']),
-};

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { registry } from './metrics.js';
-import { errorMessage } from './log.js';
+import { errorMessage } from '@aijob/core';
+import { registry } from '@aijob/telemetry';
 
 /** A named probe of a real dependency; throws when it is not usable. */
 export type ReadinessCheck = () => Promise<void>;

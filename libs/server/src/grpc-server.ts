@@ -2,17 +2,25 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Principal, WorkspacePolicy } from '@aijob/contracts';
-import { InvalidArgumentError, isAijobError, type AijobError } from './errors.js';
+import { InvalidArgumentError, isAijobError, rpcAccess, type AijobError, type Logger } from '@aijob/core';
+import { counter, histogram } from '@aijob/telemetry';
 import { toStatus } from './grpc-status.js';
-import { grpcMetrics } from './metrics.js';
 import { addReflection } from './reflection.js';
-import { rpcAccess } from './scopes.js';
-import type { Logger } from './log.js';
 
 /** A request whose bytes did not decode (answered INVALID_ARGUMENT, before any access check). */
 class Undecodable {
   constructor(readonly cause: unknown) {}
 }
+
+/** Per-RPC metrics as go-grpc-prometheus names them, which dashboards already use. */
+const grpcMetrics = {
+  handled: () => counter('grpc_server_handled_total', 'RPCs completed on the server, by status code.',
+    ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code']),
+  started: () => counter('grpc_server_started_total', 'RPCs started on the server.',
+    ['grpc_type', 'grpc_service', 'grpc_method']),
+  handling: () => histogram('grpc_server_handling_seconds', 'Time to handle an RPC, until the last response.',
+    ['grpc_type', 'grpc_service', 'grpc_method']),
+};
 
 /** What a handler knows about the call it serves. */
 export interface CallContext {

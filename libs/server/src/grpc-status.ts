@@ -1,6 +1,6 @@
 import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
 import { Any, BadRequest, ErrorInfo, RetryInfo, RpcStatus, msToDuration } from '@aijob/contracts';
-import { isAijobError, type AijobError, type ErrorKind } from './errors.js';
+import { isAijobError, type AijobError, type ErrorKind } from '@aijob/core';
 
 const codes: Record<ErrorKind, status> = {
   invalid_argument: status.INVALID_ARGUMENT,

@@ -1,0 +1,4 @@
+export * from './client-calls.js';
+export * from './metrics.js';
+export * from './spans.js';
+export * from './trace-context.js';
