@@ -8,7 +8,8 @@ import postgres from 'postgres';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runMigrations } from '@aijob/store';
-import { pidsMatching } from './procs.mjs';
+import { countingClient } from './db-work.mjs';
+import { natsPids, pidsMatching } from './procs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -33,8 +34,10 @@ export class BenchPlatform {
   }
 
   async spawn(service, extra = {}) {
-    // BENCH_PROFILE=job (or scheduler, worker, auth) writes a CPU profile of that service to .aijob/profiles.
-    const prof = process.env.BENCH_PROFILE === service ? ['--cpu-prof', '--cpu-prof-dir', join(root, '.aijob', 'profiles')] : [];
+    // BENCH_PROFILE=job (or scheduler, worker, auth, or several: job,scheduler) writes a CPU profile of
+    // each such process to .aijob/profiles/<platform id>/<service>; test/bench/profile-summary.mjs reads them.
+    const profiled = (process.env.BENCH_PROFILE ?? '').split(',').includes(service);
+    const prof = profiled ? ['--cpu-prof', '--cpu-prof-dir', join(root, '.aijob', 'profiles', this.id, service)] : [];
     const child = spawn(process.execPath, [...prof, join(root, 'services', service, 'dist', 'main.js')], {
       env: { ...this.env(extra), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -68,7 +71,8 @@ export class BenchPlatform {
     for (let i = 0; i < this.workers; i++) {
       this.workerProcs.push(await this.spawn('worker', { WORKER_CONCURRENCY: String(this.concurrency), WORKER_ID: `${this.id}-w${i}` }));
     }
-    this.sql = postgres(this.dbUrl, { max: 4, onnotice: () => {} });
+    ({ sql: this.sql, count: this.ownStatements } = countingClient(this.dbUrl));
+    await this.watchBackends();
     return this;
   }
 
@@ -76,7 +80,28 @@ export class BenchPlatform {
     return this.procs.filter((p) => p.service === service && p.child.exitCode === null).map((p) => p.child.pid);
   }
 
+  /** The Postgres backends serving this platform's database (polled from pg_stat_activity). */
+  postgresPids() {
+    return this.backends;
+  }
+
+  natsPids() {
+    return natsPids(this.nats);
+  }
+
+  /** Polls which backends serve the database, from the `postgres` database so as not to count there. */
+  async watchBackends() {
+    this.admin = postgres(`${this.pg}/postgres`, { max: 1, onnotice: () => {} });
+    const poll = async () => {
+      this.backends = (await this.admin`SELECT pid FROM pg_stat_activity WHERE datname = ${`aijob_${this.id}`}`).map((r) => r.pid);
+    };
+    await poll();
+    this.backendTimer = setInterval(() => void poll().catch(() => undefined), 200);
+  }
+
   async stop() {
+    clearInterval(this.backendTimer);
+    await this.admin?.end({ timeout: 2 });
     await this.sql?.end({ timeout: 2 });
     await Promise.all(this.procs.map(({ child }) => new Promise((r) => {
       if (child.exitCode !== null) return r();
@@ -112,7 +137,7 @@ export class RemotePlatform {
   }
 
   async start() {
-    this.sql = postgres(this.dbUrl, { max: 4, onnotice: () => {} });
+    ({ sql: this.sql, count: this.ownStatements } = countingClient(this.dbUrl));
     await this.sql`SELECT 1 FROM jobs LIMIT 1`;
     return this;
   }

@@ -21,23 +21,44 @@ export function pidsMatching(re) {
   }).map(Number);
 }
 
-/** The process groups the benchmark and the soak sample: each service of `platform`, Postgres and NATS. */
+/** The nats-server processes listening on the port of `url` (other agents' test servers are not ours). */
+export function natsPids(url) {
+  const port = new URL(url).port || '4222';
+  return pidsMatching(new RegExp(`nats-server.*(-p|--port)[ =]${port}( |$)`));
+}
+
+/**
+ * The process groups the benchmark and the soak sample: each service of `platform`,
+ * Postgres and NATS. Postgres is the backends serving the platform's database (as the
+ * platform reports them), not the server's other databases; NATS is the server on its port.
+ */
 export function platformGroups(platform) {
   return {
     ...Object.fromEntries(['auth', 'job', 'scheduler', 'worker'].map((s) => [s, () => platform.pids(s)])),
-    postgres: () => pidsMatching(/^postgres/), nats: () => pidsMatching(/nats-server/),
+    postgres: () => platform.postgresPids?.() ?? pidsMatching(/^postgres/),
+    nats: () => platform.natsPids?.() ?? pidsMatching(/nats-server/),
   };
 }
 
-/** Samples groups of processes every `everyMs`: peak RSS (summed per group, and of its largest process) and CPU used since start. */
+/**
+ * Samples groups of processes every `everyMs`: peak RSS (summed per group, and of its
+ * largest process) and CPU used since start. A process that exits keeps the CPU it was
+ * last seen with; one that appears later counts from zero (it started after the sampler).
+ */
 export class Sampler {
   constructor(groups, everyMs = 250) {
     this.groups = groups; // name -> () => pids
     this.peak = {};
     this.peakProcess = {};
-    this.start = {};
+    this.base = {};
+    this.last = {};
     for (const [name, pids] of Object.entries(groups)) {
-      this.start[name] = pids().reduce((n, p) => n + (stat(p)?.cpu ?? 0), 0);
+      this.base[name] = new Map();
+      this.last[name] = new Map();
+      for (const p of pids()) {
+        const cpu = stat(p)?.cpu;
+        if (cpu !== undefined) { this.base[name].set(p, cpu); this.last[name].set(p, cpu); }
+      }
       this.peak[name] = 0;
       this.peakProcess[name] = 0;
     }
@@ -46,21 +67,39 @@ export class Sampler {
 
   sample() {
     for (const [name, pids] of Object.entries(this.groups)) {
-      const each = pids().map((p) => stat(p)?.rss ?? 0);
-      this.peak[name] = Math.max(this.peak[name], each.reduce((a, b) => a + b, 0));
-      this.peakProcess[name] = Math.max(this.peakProcess[name], ...each);
+      let sum = 0;
+      for (const p of pids()) {
+        const s = stat(p);
+        if (!s) continue;
+        if (!this.base[name].has(p)) this.base[name].set(p, 0);
+        this.last[name].set(p, s.cpu);
+        sum += s.rss;
+        this.peakProcess[name] = Math.max(this.peakProcess[name], s.rss);
+      }
+      this.peak[name] = Math.max(this.peak[name], sum);
     }
+  }
+
+  /** CPU seconds each group has used since the sampler started. */
+  cpu() {
+    this.sample();
+    const out = {};
+    for (const name of Object.keys(this.groups)) {
+      let s = 0;
+      for (const [p, last] of this.last[name]) s += last - this.base[name].get(p);
+      out[name] = s;
+    }
+    return out;
   }
 
   stop() {
     clearInterval(this.timer);
-    this.sample();
+    const cpu = this.cpu();
     const out = {};
-    for (const [name, pids] of Object.entries(this.groups)) {
-      const cpu = pids().reduce((n, p) => n + (stat(p)?.cpu ?? 0), 0) - this.start[name];
+    for (const name of Object.keys(this.groups)) {
       out[name] = {
         peakRssMb: Math.round(this.peak[name] / 1024 / 1024), peakProcessRssMb: Math.round(this.peakProcess[name] / 1024 / 1024),
-        cpuSeconds: Number(cpu.toFixed(1)),
+        cpuSeconds: Number(cpu[name].toFixed(1)),
       };
     }
     return out;

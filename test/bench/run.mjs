@@ -2,19 +2,23 @@
 // Flags: --json FILE (write results), --quick (smaller runs), --pending N (jobs held
 // pending for the backlog scenario; default 1 000 000, 0 skips it), --workers N, --concurrency N;
 // --address HOST:PORT --api-key KEY --database-url URL [--scheduler-address HOST:PORT] measure
-// a platform that is already running instead of starting one; --only batch,single,load,backlog
-// runs some of the scenarios.
+// a platform that is already running instead of starting one; --only alone,batch,single,load,backlog
+// runs some of the scenarios. Each scenario's jobs are costed: CPU ms per job per process,
+// Postgres statements (or transactions), rows and WAL bytes per job (db-work.mjs); the
+// `alone` scenario also counts every NATS message per job (nats-tap.mjs).
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import { AijobClient } from '@aijob/sdk';
 import { openTarget, targetOptions } from './launcher.mjs';
 import { dispatchStats, input, openLoop, round, stats, waitDone as waitRun } from './measure.mjs';
+import { DbWork } from './db-work.mjs';
+import { NatsTap } from './nats-tap.mjs';
 import { platformGroups, Sampler } from './procs.mjs';
 
 const { values } = parseArgs({ options: {
   json: { type: 'string' }, quick: { type: 'boolean', default: false }, pending: { type: 'string' },
-  only: { type: 'string', default: 'batch,single,load,backlog' }, ...targetOptions,
+  only: { type: 'string', default: 'alone,batch,single,load,backlog' }, ...targetOptions,
 } });
 const quick = values.quick;
 const only = new Set(values.only.split(','));
@@ -32,6 +36,27 @@ const sampler = new Sampler({ ...platformGroups(platform), 'bench client': () =>
 const results = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, memGb: Math.round(os.totalmem() / 2 ** 30), node: process.version }, runs: {} };
 
 const waitDone = (run, n) => waitRun(platform.sql, run, n);
+const db = await new DbWork(platform.sql, () => platform.ownStatements()).init();
+const platformProcesses = ['auth', 'job', 'scheduler', 'worker', 'postgres', 'nats'];
+let lastDb;
+
+/**
+ * Runs a scenario and adds what each of its jobs cost: CPU ms per process (from the
+ * first submit to the last job's end) and Postgres work (statements, rows, WAL bytes).
+ */
+async function measured(fn) {
+  lastDb ??= await db.read();
+  const cpu0 = sampler.cpu();
+  const r = await fn();
+  const cpu1 = sampler.cpu();
+  const ms = Object.fromEntries(Object.keys(cpu1).map((k) => [k, round(((cpu1[k] - cpu0[k]) * 1000) / r.jobs, 3)]));
+  ms.platform = round(platformProcesses.reduce((n, k) => n + ms[k], 0), 3);
+  r.cpuMsPerJob = ms;
+  const now = await db.read();
+  r.postgres = db.perJob(lastDb, now, r.jobs);
+  lastDb = now;
+  return r;
+}
 
 async function warmUp() {
   await c.submitMany(Array.from({ length: 500 }, () => ({ type: 'echo', input, labels: { run: tag('warm') } })));
@@ -79,6 +104,29 @@ async function fixedLoad(rate, seconds) {
   return { offeredPerSec: rate, jobs, dispatchMs: { p50: d.p50, p99: d.p99, p999: d.p999 }, submitMs: stats(submitMs) };
 }
 
+/**
+ * One job at a time: 200 jobs spaced 20 ms apart, so that each goes through the platform
+ * alone (no batching with others), with every NATS message of the namespace counted.
+ * Per job: statements, rows, WAL bytes, NATS messages (see docs/performance.md).
+ */
+async function alone() {
+  const tap = await new NatsTap(platform.nats, platform.id).start();
+  try {
+    const r = await measured(async () => {
+      const run = tag('alone');
+      tap.take();
+      const { jobs } = await openLoop([c], { rate: 50, seconds: 4, labels: { run } });
+      await waitDone(run, jobs);
+      return { jobs, nats: tap.take() };
+    });
+    r.natsPerJob = Object.fromEntries(Object.entries(r.nats).sort().map(([k, v]) => [k, round(v / r.jobs, 2)]));
+    delete r.nats;
+    return r;
+  } finally {
+    await tap.stop();
+  }
+}
+
 async function sequentialSubmitLatency(n, queue) {
   const lat = [];
   for (let i = 0; i < n; i++) {
@@ -116,21 +164,26 @@ try {
   log(platform.remote ? `measuring the platform at ${platform.jobAddr}; warming up`
     : `platform up (${platform.workers} workers x ${platform.concurrency}); warming up`);
   await warmUp();
+  if (only.has('alone') && !platform.remote) {
+    log('one job at a time (50/s), counting its work');
+    results.runs.alone = await alone();
+    log(JSON.stringify(results.runs.alone));
+  }
   if (only.has('batch')) {
     log('batch submits (SubmitJobs, 1000 a call)');
-    results.runs.batch = await batchThroughput(quick ? 20_000 : 60_000);
+    results.runs.batch = await measured(() => batchThroughput(quick ? 20_000 : 60_000));
     log(JSON.stringify(results.runs.batch));
   }
   if (only.has('single')) {
     log('single submits from 64 concurrent callers');
-    results.runs.single = await singleThroughput(quick ? 10_000 : 30_000, 64);
+    results.runs.single = await measured(() => singleThroughput(quick ? 10_000 : 30_000, 64));
     log(JSON.stringify(results.runs.single));
   }
   if (only.has('load')) {
     results.runs.openLoop = [];
     for (const rate of [200, 500, 2000]) {
       log(`open loop at ${rate} jobs/s`);
-      results.runs.openLoop.push(await fixedLoad(rate, quick ? 5 : 10));
+      results.runs.openLoop.push(await measured(() => fixedLoad(rate, quick ? 5 : 10)));
       log(JSON.stringify(results.runs.openLoop.at(-1)));
     }
   }
@@ -160,6 +213,22 @@ if (r.openLoop) {
 }
 lines.push('', 'process      peak RSS (MB, largest process / all)   CPU (s)',
   ...Object.entries(results.resources).map(([k, v]) => `${k.padEnd(12)} ${`${v.peakProcessRssMb} / ${v.peakRssMb}`.padStart(20)}                    ${v.cpuSeconds}`));
+const costed = [['alone (50/s)', r.alone], ['batch', r.batch], ['single', r.single], ...(r.openLoop ?? []).map((o) => [`${o.offeredPerSec}/s`, o])].filter(([, x]) => x);
+if (costed.length) {
+  const cols = [...platformProcesses, 'platform', 'bench client'];
+  lines.push('', `CPU ms per job   ${cols.map((c) => c.padStart(9)).join(' ')}`,
+    ...costed.map(([name, x]) => `${name.padEnd(16)} ${cols.map((c) => String(x.cpuMsPerJob[c]).padStart(9)).join(' ')}`));
+  const pg = costed[0][1].postgres;
+  lines.push('', `Postgres per job (${pg.method}; WAL is the whole server's)`,
+    `                 ${pg.statements !== undefined ? 'statements ' : ''}transactions  rows written   jobs ins/upd   job_events ins   audit_log ins   WAL bytes`,
+    ...costed.map(([name, { postgres: p }]) => `${name.padEnd(16)} ${p.statements !== undefined ? String(p.statements).padStart(10) + ' ' : ''}` +
+      `${String(p.transactions).padStart(12)} ${String(p.rowsWritten).padStart(13)}   ${`${p.rows.jobs.inserted} / ${p.rows.jobs.updated}`.padStart(12)}` +
+      `   ${String(p.rows.job_events.inserted).padStart(14)}   ${String(p.rows.audit_log.inserted).padStart(13)}   ${String(p.walBytes).padStart(9)}`));
+}
+if (r.alone) {
+  lines.push('', 'NATS messages per job, one job at a time (the namespace\'s subjects, acks, pull requests)',
+    ...Object.entries(r.alone.natsPerJob).map(([k, v]) => `  ${k.padEnd(28)} ${v}`));
+}
 if (r.backlog) {
   lines.push('', `with ${r.backlog.pending} pending: submit p50 ${r.backlog.submitMsWithBacklog.p50} ms, p99 ${r.backlog.submitMsWithBacklog.p99} ms` +
     ` (empty: ${r.backlog.submitMsEmpty.p50} / ${r.backlog.submitMsEmpty.p99}); scheduler peak RSS ${r.backlog.resources.scheduler.peakRssMb} MB` +
