@@ -1,17 +1,6 @@
 import { Batcher, errorMessage, type Logger } from '@aijob/core';
 import type { Sql } from './client.js';
-
-export interface AuditRecord {
-  actor: string;
-  workspaceId: string;
-  action: string;
-  resource: string;
-  outcome: 'allowed' | 'denied' | 'failed';
-  reason?: string;
-  traceId?: string;
-  requestId?: string;
-  at?: Date;
-}
+import type { AuditRecord } from './repositories/audit-log.js';
 
 /**
  * Writes audit rows outside request transactions (refused calls, auth changes), many

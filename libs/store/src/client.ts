@@ -5,6 +5,12 @@ import * as schema from './schema/index.js';
 export type Sql = postgres.Sql;
 export type Tx = postgres.TransactionSql;
 export type Db = PostgresJsDatabase<typeof schema>;
+/** An open drizzle transaction (what `db.transaction` hands its callback). */
+export type DbTx = Parameters<Parameters<Db['transaction']>[0]>[0];
+/** Where a drizzle query runs: the client or an open transaction of it. */
+export type DbOrTx = Db | DbTx;
+/** Where a postgres.js statement runs: the client or an open transaction of it. */
+export type Queryable = Sql | Tx;
 
 export interface Store {
   /** postgres.js client with its own type handling: batched hot-path statements. */

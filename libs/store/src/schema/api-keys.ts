@@ -20,3 +20,6 @@ export const apiKeys = pgTable('api_keys', {
   index('api_keys_workspace_idx').on(t.workspaceId),
   uniqueIndex('api_keys_secret_hash_idx').on(t.secretHash),
 ]);
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type NewApiKeyRow = typeof apiKeys.$inferInsert;

@@ -19,6 +19,9 @@ export const auditLog = pgTable('audit_log', {
   index('audit_at_idx').on(t.at),
 ]);
 
+export type AuditLogRow = typeof auditLog.$inferSelect;
+export type NewAuditLogRow = typeof auditLog.$inferInsert;
+
 /** Tokens and cost of one attempt's model calls. */
 export const usage = pgTable('usage', {
   id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
@@ -45,3 +48,5 @@ export const rateWindows = pgTable('rate_windows', {
   windowStart: timestamp('window_start', { withTimezone: true }).notNull(),
   used: integer('used').notNull(),
 }, (t) => [primaryKey({ columns: [t.workspaceId, t.windowStart] })]);
+
+export type RateWindowRow = typeof rateWindows.$inferSelect;

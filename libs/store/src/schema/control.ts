@@ -21,3 +21,7 @@ export const leases = pgTable('leases', {
   acquiredAt: timestamp('acquired_at', { withTimezone: true }).notNull().default(sql`now()`),
   expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
 });
+
+export type QueueRow = typeof queues.$inferSelect;
+export type NewQueueRow = typeof queues.$inferInsert;
+export type LeaseRow = typeof leases.$inferSelect;
