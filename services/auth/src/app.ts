@@ -12,7 +12,6 @@ import { loadAuthConfig } from './config.js';
 import { KeyEncryption } from './key-encryption.js';
 import { SigningKeys } from './signing-keys.js';
 import { Tenancy } from './tenancy.js';
-import { TenancyRepository } from './tenancy-repository.js';
 
 const config = loadAuthConfig();
 const log = createLogger('auth', config.LOG_LEVEL);
@@ -38,7 +37,7 @@ await bootstrap(store, {
 });
 const authenticator = new Authenticator(store, keys, log);
 const audit = new AuditWriter(store.sql, log);
-const tenancy = new Tenancy(new TenancyRepository(store), keys, {
+const tenancy = new Tenancy(store, keys, {
   rateLimitPerMinute: config.DEFAULT_RATE_LIMIT_PER_MINUTE, maxPending: config.DEFAULT_MAX_PENDING,
 }, (what) => bus.nc.publish(t.subjects.authChanged, what));
 

@@ -5,24 +5,24 @@ import type { CallContext, Implementation } from '@aijob/server';
 import type { Authenticator } from './authenticator.js';
 import type { SigningKeys } from './signing-keys.js';
 import type { Actor, Tenancy } from './tenancy.js';
-import type { ApiKeyRow, WorkspaceRow } from './tenancy-repository.js';
+import type { ApiKeyInfo, WorkspaceRow } from '@aijob/store';
 
 const opt = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
 
 export function toWorkspace(r: WorkspaceRow): Workspace {
   return {
-    id: r.id, name: r.name, createdAt: r.created_at, updatedAt: r.updated_at,
+    id: r.id, name: r.name, createdAt: r.createdAt, updatedAt: r.updatedAt,
     policy: {
-      rateLimitPerMinute: r.rate_limit_per_minute, maxPending: r.max_pending,
-      allowedJobTypes: r.allowed_job_types ?? [], monthlyBudgetUsd: r.monthly_budget_usd ?? 0,
+      rateLimitPerMinute: r.rateLimitPerMinute, maxPending: r.maxPending,
+      allowedJobTypes: r.allowedJobTypes ?? [], monthlyBudgetUsd: r.monthlyBudgetUsd ?? 0,
     },
   };
 }
 
-export function toApiKey(r: ApiKeyRow): ApiKey {
+export function toApiKey(r: ApiKeyInfo): ApiKey {
   return {
-    id: r.id, workspaceId: r.workspace_id, name: r.name, scopes: r.scopes, createdAt: r.created_at,
-    expiresAt: opt(r.expires_at), revokedAt: opt(r.revoked_at), lastUsedAt: opt(r.last_used_at),
+    id: r.id, workspaceId: r.workspaceId, name: r.name, scopes: r.scopes, createdAt: r.createdAt,
+    expiresAt: opt(r.expiresAt), revokedAt: opt(r.revokedAt), lastUsedAt: opt(r.lastUsedAt),
   };
 }
 

@@ -1,20 +1,8 @@
 import type { Principal, WorkspacePolicy } from '@aijob/contracts';
 import { UnauthenticatedError, type Logger } from '@aijob/core';
-import type { Store } from '@aijob/store';
+import { credentialByHash, credentialById, touchApiKey, type Credential, type Store } from '@aijob/store';
 import { hashApiKey, looksLikeJwt } from './keys.js';
 import type { SigningKeys } from './signing-keys.js';
-
-interface KeyRow {
-  id: string;
-  workspace_id: string;
-  scopes: string[];
-  revoked_at: Date | null;
-  expires_at: Date | null;
-  rate_limit_per_minute: number;
-  max_pending: number;
-  allowed_job_types: string[] | null;
-  monthly_budget_usd: number | null;
-}
 
 /** A credential's principal and its workspace's policy. */
 export interface Identity {
@@ -22,14 +10,10 @@ export interface Identity {
   policy: WorkspacePolicy;
 }
 
-const keyQuery = `SELECT k.id, k.workspace_id, k.scopes, k.revoked_at, k.expires_at, w.rate_limit_per_minute,
-  w.max_pending, w.allowed_job_types, w.monthly_budget_usd
-  FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id`;
-
-function policyOf(r: KeyRow): WorkspacePolicy {
+function policyOf(r: Credential): WorkspacePolicy {
   return {
-    rateLimitPerMinute: r.rate_limit_per_minute, maxPending: r.max_pending,
-    allowedJobTypes: r.allowed_job_types ?? [], monthlyBudgetUsd: r.monthly_budget_usd ?? 0,
+    rateLimitPerMinute: r.rateLimitPerMinute, maxPending: r.maxPending,
+    allowedJobTypes: r.allowedJobTypes ?? [], monthlyBudgetUsd: r.monthlyBudgetUsd ?? 0,
   };
 }
 
@@ -59,21 +43,20 @@ export class Authenticator {
   /** API keys only (IssueToken does not take a token to mint another). */
   async authenticateApiKey(key: string): Promise<Identity> {
     if (key.length < 20 || key.length > 512) throw new UnauthenticatedError('invalid API key');
-    const [row] = await this.store.sql.unsafe<KeyRow[]>(`${keyQuery} WHERE k.secret_hash = $1`, [hashApiKey(key)]);
+    const row = await credentialByHash(this.store.db, hashApiKey(key));
     this.assertUsable(row);
     this.touch(row.id);
-    return { principal: { workspaceId: row.workspace_id, subject: row.id, scopes: row.scopes }, policy: policyOf(row) };
+    return { principal: { workspaceId: row.workspaceId, subject: row.id, scopes: row.scopes }, policy: policyOf(row) };
   }
 
-  private async keyById(id: string): Promise<KeyRow | undefined> {
-    const [row] = await this.store.sql.unsafe<KeyRow[]>(`${keyQuery} WHERE k.id = $1`, [id]);
-    return row;
+  private keyById(id: string): Promise<Credential | undefined> {
+    return credentialById(this.store.db, id);
   }
 
-  private assertUsable(row: KeyRow | undefined): asserts row is KeyRow {
+  private assertUsable(row: Credential | undefined): asserts row is Credential {
     if (!row) throw new UnauthenticatedError('invalid API key');
-    if (row.revoked_at) throw new UnauthenticatedError('API key revoked');
-    if (row.expires_at && row.expires_at.getTime() <= Date.now()) throw new UnauthenticatedError('API key expired');
+    if (row.revokedAt) throw new UnauthenticatedError('API key revoked');
+    if (row.expiresAt && row.expiresAt.getTime() <= Date.now()) throw new UnauthenticatedError('API key expired');
   }
 
   /** Records last use at most once a minute per key, off the request path. */
@@ -81,7 +64,7 @@ export class Authenticator {
     const now = Date.now();
     if (now - (this.lastUsedWritten.get(id) ?? 0) < 60_000) return;
     this.lastUsedWritten.set(id, now);
-    this.store.sql`UPDATE api_keys SET last_used_at = now() WHERE id = ${id}`.catch((err: unknown) =>
+    touchApiKey(this.store.db, id).catch((err: unknown) =>
       this.log.warn({ err, key_id: id }, 'could not record key use'));
   }
 }

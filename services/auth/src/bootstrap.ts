@@ -1,5 +1,5 @@
 import type { Logger } from '@aijob/core';
-import type { Store } from '@aijob/store';
+import { findWorkspaceByName, insertApiKey, insertWorkspace, installApiKey, lockedTransaction, type Store } from '@aijob/store';
 import { hashApiKey, newApiKey, newWorkspaceId } from './keys.js';
 
 /**
@@ -8,29 +8,23 @@ import { hashApiKey, newApiKey, newWorkspaceId } from './keys.js';
  * shown once on stderr. Safe to run from several replicas at once.
  */
 export async function bootstrap(store: Store, o: { workspace: string; apiKey?: string; rateLimitPerMinute: number; log: Logger }): Promise<void> {
-  const shown = await store.sql.begin(async (tx) => {
-    await tx`SELECT pg_advisory_xact_lock(712003)`;
-    let [ws] = await tx<{ id: string }[]>`SELECT id FROM workspaces WHERE name = ${o.workspace}`;
+  const shown = await lockedTransaction(store.db, 'bootstrap', async (tx) => {
+    let ws = await findWorkspaceByName(tx, o.workspace);
     const created = !ws;
     if (!ws) {
-      [ws] = await tx<{ id: string }[]>`
-        INSERT INTO workspaces (id, name, rate_limit_per_minute)
-        VALUES (${newWorkspaceId()}, ${o.workspace}, ${o.rateLimitPerMinute}) RETURNING id`;
+      ws = await insertWorkspace(tx, { id: newWorkspaceId(), name: o.workspace, rateLimitPerMinute: o.rateLimitPerMinute });
       o.log.info({ workspace_id: ws!.id, name: o.workspace }, 'bootstrap workspace created');
     }
+    const admin = { workspaceId: ws!.id, name: 'bootstrap admin', scopes: ['admin'] };
     if (o.apiKey) {
-      const inserted = await tx`
-        INSERT INTO api_keys (id, workspace_id, name, secret_hash, scopes)
-        VALUES ('key_bootstrap', ${ws!.id}, 'bootstrap admin', ${hashApiKey(o.apiKey)}, ${['admin']})
-        ON CONFLICT (id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash, revoked_at = NULL
-          WHERE api_keys.secret_hash <> EXCLUDED.secret_hash`;
-      if (inserted.count > 0) o.log.info({ key_id: 'key_bootstrap' }, 'bootstrap API key installed from AIJOB_BOOTSTRAP_API_KEY');
+      if (await installApiKey(tx, { ...admin, id: 'key_bootstrap', secretHash: hashApiKey(o.apiKey) })) {
+        o.log.info({ key_id: 'key_bootstrap' }, 'bootstrap API key installed from AIJOB_BOOTSTRAP_API_KEY');
+      }
       return undefined;
     }
     if (!created) return undefined;
     const key = newApiKey();
-    await tx`INSERT INTO api_keys (id, workspace_id, name, secret_hash, scopes)
-      VALUES (${key.id}, ${ws!.id}, 'bootstrap admin', ${key.hash}, ${['admin']})`;
+    await insertApiKey(tx, { ...admin, id: key.id, secretHash: key.hash });
     return { key: key.key, id: key.id, workspaceId: ws!.id };
   });
   if (shown) {

@@ -1,20 +1,10 @@
 import { importJWK, type JWK } from 'jose';
-import type { Store, Tx } from '@aijob/store';
+import {
+  insertSigningKey, setSealedSigningKey, signingKeysToSeal, unretiredSigningKeys, type DbTx, type SigningKeyRow, type Store,
+} from '@aijob/store';
 import { SealError, type KeyEncryption } from './key-encryption.js';
 
 export const ALG = 'ES256';
-
-/** A row of signing_keys as stored. */
-export interface SigningKeyRow {
-  kid: string;
-  algorithm: string;
-  public_jwk: JWK;
-  private_jwk: JWK | null;
-  private_key_sealed: string | null;
-  created_at: Date;
-  rotated_at: Date | null;
-  retires_at: Date | null;
-}
 
 /** A signing key whose sealed private half opened: it may sign and verify. */
 export interface OpenedKey {
@@ -26,7 +16,8 @@ export interface OpenedKey {
   verifyKey: Awaited<ReturnType<typeof importJWK>>;
 }
 
-const columns = 'kid, algorithm, public_jwk, private_jwk, private_key_sealed, created_at, rotated_at, retires_at';
+/** A row's public key, as jose takes it. */
+const publicJwkOf = (r: SigningKeyRow) => r.publicJwk as JWK;
 
 /** JSON with sorted keys: jsonb does not keep the order a JWK was written in. */
 function canonical(jwk: JWK): string {
@@ -45,15 +36,13 @@ export class SigningKeyRows {
   constructor(private readonly store: Store, private readonly kek: KeyEncryption) {}
 
   /** Rows not yet retired, newest first. */
-  async unretired(): Promise<SigningKeyRow[]> {
-    return this.store.sql.unsafe<SigningKeyRow[]>(
-      `SELECT ${columns} FROM signing_keys WHERE retires_at IS NULL OR retires_at > now() ORDER BY created_at DESC, kid`);
+  unretired(): Promise<SigningKeyRow[]> {
+    return unretiredSigningKeys(this.store.db);
   }
 
-  async insert(tx: Tx, kid: string, publicJwk: JWK, privateJwk: JWK): Promise<void> {
+  async insert(tx: DbTx, kid: string, publicJwk: JWK, privateJwk: JWK): Promise<void> {
     const sealed = this.kek.seal(JSON.stringify(privateJwk), boundTo(kid, ALG, publicJwk));
-    await tx`INSERT INTO signing_keys (kid, algorithm, public_jwk, private_key_sealed)
-      VALUES (${kid}, ${ALG}, ${JSON.stringify(publicJwk)}::text::jsonb, ${sealed})`;
+    await insertSigningKey(tx, { kid, algorithm: ALG, publicJwk, privateKeySealed: sealed });
   }
 
   /**
@@ -61,28 +50,26 @@ export class SigningKeyRows {
    * the first key-encryption key what an older one sealed. Run at start, under the
    * caller's lock; returns how many rows changed.
    */
-  async sealLegacy(tx: Tx): Promise<{ sealed: number; resealed: number }> {
-    const rows = await tx.unsafe<SigningKeyRow[]>(
-      `SELECT ${columns} FROM signing_keys WHERE private_jwk IS NOT NULL OR private_key_sealed IS NULL
-         OR split_part(private_key_sealed, '.', 2) <> $1`, [this.kek.primary]);
+  async sealLegacy(tx: DbTx): Promise<{ sealed: number; resealed: number }> {
+    const rows = await signingKeysToSeal(tx, this.kek.primary);
     const out = { sealed: 0, resealed: 0 };
     for (const r of rows) {
       let plain: string;
-      if (r.private_key_sealed) {
+      if (r.privateKeySealed) {
         try {
-          plain = this.kek.open(r.private_key_sealed, boundTo(r.kid, r.algorithm, r.public_jwk));
+          plain = this.kek.open(r.privateKeySealed, boundTo(r.kid, r.algorithm, publicJwkOf(r)));
         } catch {
           continue; // reported when the keys load
         }
         out.resealed++;
-      } else if (r.private_jwk) {
-        plain = JSON.stringify(r.private_jwk);
+      } else if (r.privateJwk) {
+        plain = JSON.stringify(r.privateJwk);
         out.sealed++;
       } else {
         continue;
       }
-      const sealed = this.kek.seal(plain, boundTo(r.kid, r.algorithm, r.public_jwk));
-      await tx`UPDATE signing_keys SET private_key_sealed = ${sealed}, private_jwk = NULL WHERE kid = ${r.kid}`;
+      const sealed = this.kek.seal(plain, boundTo(r.kid, r.algorithm, publicJwkOf(r)));
+      await setSealedSigningKey(tx, r.kid, sealed);
     }
     return out;
   }
@@ -90,14 +77,14 @@ export class SigningKeyRows {
   /** Opens a row's private key; SealError when it is not sealed, does not authenticate or does not match. */
   async open(r: SigningKeyRow): Promise<OpenedKey> {
     if (r.algorithm !== ALG) throw new SealError(`algorithm ${r.algorithm} is not ${ALG}`);
-    if (!r.private_key_sealed) throw new SealError('private key not sealed (a plain-text row is sealed only at start)');
-    const privateJwk = JSON.parse(this.kek.open(r.private_key_sealed, boundTo(r.kid, r.algorithm, r.public_jwk))) as JWK;
-    const pub = r.public_jwk;
+    if (!r.privateKeySealed) throw new SealError('private key not sealed (a plain-text row is sealed only at start)');
+    const pub = publicJwkOf(r);
+    const privateJwk = JSON.parse(this.kek.open(r.privateKeySealed, boundTo(r.kid, r.algorithm, pub))) as JWK;
     if (privateJwk.kty !== pub.kty || privateJwk.crv !== pub.crv || privateJwk.x !== pub.x || privateJwk.y !== pub.y) {
       throw new SealError('private key does not match the public key');
     }
     return {
-      kid: r.kid, publicJwk: pub, sealed: r.private_key_sealed,
+      kid: r.kid, publicJwk: pub, sealed: r.privateKeySealed,
       signKey: await importJWK(privateJwk, ALG), verifyKey: await importJWK(pub, ALG),
     };
   }

@@ -1,6 +1,6 @@
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
 import { ConfigError, errorMessage, UnauthenticatedError, type Logger } from '@aijob/core';
-import type { Store, Tx } from '@aijob/store';
+import { hasActiveSigningKey, lockedTransaction, rotateOutSigningKeys, type DbTx, type Store } from '@aijob/store';
 import { randomId } from './keys.js';
 import type { KeyEncryption } from './key-encryption.js';
 import { ALG, SigningKeyRows, type OpenedKey } from './signing-key-rows.js';
@@ -42,11 +42,9 @@ export class SigningKeys {
    * does not open: a wrong SIGNING_KEY_ENCRYPTION_KEY, or a row someone else wrote.
    */
   async ensureActive(): Promise<void> {
-    const changed = await this.store.sql.begin(async (tx) => {
-      await tx`SELECT pg_advisory_xact_lock(712002)`;
+    const changed = await lockedTransaction(this.store.db, 'signingKeys', async (tx) => {
       const c = await this.rows.sealLegacy(tx);
-      const [row] = await tx`SELECT kid FROM signing_keys WHERE rotated_at IS NULL AND (retires_at IS NULL OR retires_at > now()) LIMIT 1`;
-      if (!row) await this.insertNew(tx);
+      if (!(await hasActiveSigningKey(tx))) await this.insertNew(tx);
       return c;
     });
     if (changed.sealed) this.log.warn({ rows: changed.sealed }, 'plain-text signing keys sealed; rotate the signing key if the database may have been read before');
@@ -57,19 +55,14 @@ export class SigningKeys {
   }
 
   /** Makes a new key the signer; the previous ones verify until `retireAfterMs` from now. */
-  async rotate(retireAfterMs: number, audit?: (tx: Tx, kid: string) => Promise<void>):
+  async rotate(retireAfterMs: number, audit?: (tx: DbTx, kid: string) => Promise<void>):
     Promise<{ kid: string; retiring: string[]; retireAt: Date }> {
-    const result = await this.store.sql.begin(async (tx) => {
-      await tx`SELECT pg_advisory_xact_lock(712002)`;
-      const retiring = await tx<{ kid: string }[]>`
-        UPDATE signing_keys SET rotated_at = now(),
-          retires_at = LEAST(COALESCE(retires_at, 'infinity'), now() + ${retireAfterMs} * interval '1 millisecond')
-        WHERE rotated_at IS NULL RETURNING kid`;
+    const result = await lockedTransaction(this.store.db, 'signingKeys', async (tx) => {
+      // The database's clock decides retirement; report its time.
+      const { kids, retireAt } = await rotateOutSigningKeys(tx, retireAfterMs);
       const kid = await this.insertNew(tx);
       await audit?.(tx, kid);
-      // The database's clock decides retirement; report its time.
-      const [at] = await tx<{ t: Date }[]>`SELECT now() + ${retireAfterMs} * interval '1 millisecond' AS t`;
-      return { kid, retiring: retiring.map((r) => r.kid), retireAt: at!.t };
+      return { kid, retiring: kids, retireAt };
     });
     await this.reload();
     return result;
@@ -157,7 +150,7 @@ export class SigningKeys {
     for (const kid of this.opened.keys()) if (!rows.some((r) => r.kid === kid)) this.opened.delete(kid);
     for (const r of rows) {
       let key = this.opened.get(r.kid);
-      if (!key || key.sealed !== r.private_key_sealed) {
+      if (!key || key.sealed !== r.privateKeySealed) {
         try {
           key = await this.rows.open(r);
           this.opened.set(r.kid, key);
@@ -172,14 +165,14 @@ export class SigningKeys {
           }
         }
       }
-      keys.push({ ...key, rotatedAt: r.rotated_at, retiresAt: r.retires_at });
+      keys.push({ ...key, rotatedAt: r.rotatedAt, retiresAt: r.retiresAt });
     }
     this.keys = keys;
     this.loadedAt = Date.now();
     return problems;
   }
 
-  private async insertNew(tx: Tx): Promise<string> {
+  private async insertNew(tx: DbTx): Promise<string> {
     const { publicKey, privateKey } = await generateKeyPair(ALG, { extractable: true });
     const kid = `sk_${randomId(16)}`;
     await this.rows.insert(tx, kid, await exportJWK(publicKey), await exportJWK(privateKey));

@@ -3,10 +3,12 @@ import {
   AlreadyExistsError, InvalidArgumentError, NotFoundError, operatorScopes, PermissionDeniedError, scopes,
   type FieldViolation, type Scope,
 } from '@aijob/core';
-import type { AuditRecord } from '@aijob/store';
+import {
+  audited, findApiKey, findWorkspace, insertApiKey, insertAudit, insertWorkspace, listApiKeys, listWorkspaces, revokeApiKey,
+  updateWorkspacePolicy, type ApiKeyInfo, type AuditRecord, type PolicyChange, type Store, type WorkspaceRow,
+} from '@aijob/store';
 import { newApiKey, newWorkspaceId } from './keys.js';
 import type { SigningKeys } from './signing-keys.js';
-import type { ApiKeyRow, PolicyChange, TenancyRepository, WorkspaceRow } from './tenancy-repository.js';
 
 /** Who acts, for authorization and the audit trail. */
 export interface Actor {
@@ -24,10 +26,13 @@ const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const JOB_TYPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const isAdmin = (a: Actor) => a.principal.scopes.includes('admin');
 
-/** Workspaces, policies, keys and signing-key rotation: the auth service's domain. */
+/**
+ * Workspaces, policies, keys and signing-key rotation: the auth service's domain. Every
+ * change writes its audit row in the same transaction.
+ */
 export class Tenancy {
   constructor(
-    private readonly repo: TenancyRepository,
+    private readonly store: Store,
     private readonly keys: SigningKeys,
     private readonly defaults: TenancyDefaults,
     /** Tells every replica of every service to drop cached credentials. */
@@ -44,20 +49,20 @@ export class Tenancy {
     }, v, 'policy.');
     if (v.length) throw new InvalidArgumentError(v);
     const id = newWorkspaceId();
-    const row = await this.repo.createWorkspace({
+    const row = await audited(this.store.db, this.audit(actor, 'workspace.create', `workspace/${id}`), (tx) => insertWorkspace(tx, {
       id, name,
-      rate_limit_per_minute: p.rateLimitPerMinute || this.defaults.rateLimitPerMinute,
-      max_pending: p.maxPending || this.defaults.maxPending,
-      allowed_job_types: p.allowedJobTypes ?? null,
-      monthly_budget_usd: p.monthlyBudgetUsd || null,
-    }, this.audit(actor, 'workspace.create', `workspace/${id}`));
+      rateLimitPerMinute: p.rateLimitPerMinute || this.defaults.rateLimitPerMinute,
+      maxPending: p.maxPending || this.defaults.maxPending,
+      allowedJobTypes: p.allowedJobTypes ?? null,
+      monthlyBudgetUsd: p.monthlyBudgetUsd || null,
+    }));
     if (!row) throw new AlreadyExistsError(`workspace "${name}" already exists`);
     return row;
   }
 
   async getWorkspace(actor: Actor, id: string): Promise<WorkspaceRow> {
     const target = this.targetWorkspace(actor, id);
-    const row = await this.repo.workspace(target);
+    const row = await findWorkspace(this.store.db, target);
     if (!row) throw new NotFoundError('workspace', target).about(`workspace/${target}`);
     return row;
   }
@@ -66,7 +71,7 @@ export class Tenancy {
     if (pageSize < 0 || pageSize > 1000) throw InvalidArgumentError.field('page_size', 'must be between 0 and 1000');
     const limit = pageSize || 100;
     const after = pageToken ? Buffer.from(pageToken, 'base64url').toString() : '';
-    const rows = await this.repo.workspaces(after, limit + 1);
+    const rows = await listWorkspaces(this.store.db, after, limit + 1);
     const page = rows.slice(0, limit);
     return { rows: page, next: rows.length > limit ? Buffer.from(page[page.length - 1]!.id).toString('base64url') : '' };
   }
@@ -76,14 +81,15 @@ export class Tenancy {
     const v: FieldViolation[] = [];
     const c = checkPolicy(change, v, '');
     if (v.length) throw new InvalidArgumentError(v);
-    const row = await this.repo.updatePolicy(id, c, this.audit(actor, 'workspace.policy_update', `workspace/${id}`, id));
+    const row = await audited(this.store.db, this.audit(actor, 'workspace.policy_update', `workspace/${id}`, id),
+      (tx) => updateWorkspacePolicy(tx, id, c));
     if (!row) throw new NotFoundError('workspace', id).about(`workspace/${id}`);
     this.announce('policy');
     return row;
   }
 
   async createKey(actor: Actor, req: { workspaceId: string; name: string; scopes: string[]; expiresAt?: Date }):
-    Promise<{ key: string; row: ApiKeyRow }> {
+    Promise<{ key: string; row: ApiKeyInfo }> {
     const ws = this.targetWorkspace(actor, req.workspaceId);
     const v: FieldViolation[] = [];
     if (req.name.length > 128) v.push({ field: 'name', description: 'must be at most 128 characters' });
@@ -100,26 +106,27 @@ export class Tenancy {
       const beyond = req.scopes.filter((s) => !actor.principal.scopes.includes(s));
       if (beyond.length) throw new PermissionDeniedError(`cannot grant scopes you do not hold: ${beyond.join(', ')}`);
     }
-    if (!(await this.repo.workspace(ws))) throw new NotFoundError('workspace', ws).about(`workspace/${ws}`);
+    if (!(await findWorkspace(this.store.db, ws))) throw new NotFoundError('workspace', ws).about(`workspace/${ws}`);
     const k = newApiKey();
-    const row = await this.repo.createKey(
-      { id: k.id, workspaceId: ws, name: req.name, hash: k.hash, scopes: [...new Set(req.scopes)], expiresAt: req.expiresAt ?? null },
-      this.audit(actor, 'key.create', `key/${k.id}`, ws));
-    return { key: k.key, row };
+    const row = await audited(this.store.db, this.audit(actor, 'key.create', `key/${k.id}`, ws), (tx) => insertApiKey(tx, {
+      id: k.id, workspaceId: ws, name: req.name, secretHash: k.hash, scopes: [...new Set(req.scopes)], expiresAt: req.expiresAt ?? null,
+    }));
+    return { key: k.key, row: row! };
   }
 
-  async listKeys(actor: Actor, workspaceId: string, includeRevoked: boolean): Promise<ApiKeyRow[]> {
-    return this.repo.keys(this.targetWorkspace(actor, workspaceId), includeRevoked);
+  async listKeys(actor: Actor, workspaceId: string, includeRevoked: boolean): Promise<ApiKeyInfo[]> {
+    return listApiKeys(this.store.db, this.targetWorkspace(actor, workspaceId), includeRevoked);
   }
 
-  async revokeKey(actor: Actor, keyId: string): Promise<ApiKeyRow> {
+  async revokeKey(actor: Actor, keyId: string): Promise<ApiKeyInfo> {
     if (!keyId) throw InvalidArgumentError.field('key_id', 'required');
-    const existing = await this.repo.key(keyId);
+    const existing = await findApiKey(this.store.db, keyId);
     // Missing and another workspace's look the same, to the caller and in its audit row.
-    if (!existing || (existing.workspace_id !== actor.principal.workspaceId && !isAdmin(actor))) {
+    if (!existing || (existing.workspaceId !== actor.principal.workspaceId && !isAdmin(actor))) {
       throw new NotFoundError('key', keyId).about(`key/${keyId.slice(0, 128)}`);
     }
-    const row = await this.repo.revokeKey(keyId, this.audit(actor, 'key.revoke', `key/${keyId}`, existing.workspace_id));
+    const row = await audited(this.store.db, this.audit(actor, 'key.revoke', `key/${keyId}`, existing.workspaceId),
+      (tx) => revokeApiKey(tx, keyId));
     this.announce('revoked');
     return row!;
   }
@@ -129,7 +136,7 @@ export class Tenancy {
       throw InvalidArgumentError.field('retire_after', 'must be between 0 and 30 days');
     }
     const r = await this.keys.rotate(retireAfterMs,
-      (tx, kid) => this.repo.auditIn(tx, this.audit(actor, 'signing_key.rotate', `signing_key/${kid}`)));
+      (tx, kid) => insertAudit(tx, this.audit(actor, 'signing_key.rotate', `signing_key/${kid}`)));
     this.announce('rotated');
     return r;
   }

@@ -6,7 +6,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { commonEnv, createLogger, loadConfig } from '@aijob/core';
-import { createStore } from '@aijob/store';
+import { auditLogBefore, createStore, deleteAuditLog, type AuditLogRow } from '@aijob/store';
 
 const CHUNK = 5_000;
 
@@ -23,27 +23,30 @@ const log = createLogger('audit-archive', config.LOG_LEVEL);
 const store = createStore(config.DATABASE_URL, { max: 1, applicationName: 'aijob-audit-archive' });
 const out: WriteStream = createWriteStream(values.out, { flags: 'a' });
 
+/** One line of the archive, under the table's column names (the file's format since its first version). */
+function archived(r: AuditLogRow) {
+  return {
+    id: String(r.id), at: r.at, actor: r.actor, workspace_id: r.workspaceId, action: r.action, resource: r.resource,
+    outcome: r.outcome, reason: r.reason, trace_id: r.traceId, request_id: r.requestId,
+  };
+}
+
 const cutoff = new Date(Date.now() - days * 86_400_000);
 let afterId = 0;
 let exported = 0;
 let deleted = 0;
 try {
   for (;;) {
-    const rows = await store.sql<{ id: number }[]>`
-      SELECT id, at, actor, workspace_id, action, resource, outcome, reason, trace_id, request_id
-      FROM audit_log WHERE at < ${cutoff} AND id > ${afterId} ORDER BY id LIMIT ${CHUNK}`;
+    const rows = await auditLogBefore(store.db, cutoff, afterId, CHUNK);
     if (rows.length === 0) break;
     for (const r of rows) {
-      if (!out.write(`${JSON.stringify(r)}\n`)) await once(out, 'drain');
+      if (!out.write(`${JSON.stringify(archived(r))}\n`)) await once(out, 'drain');
     }
     await new Promise<void>((resolve, reject) => out.write('', (err) => (err ? reject(err) : resolve())));
     exported += rows.length;
-    const ids = rows.map((r) => Number(r.id));
+    const ids = rows.map((r) => r.id);
     afterId = ids[ids.length - 1]!;
-    if (!values['dry-run']) {
-      const res = await store.sql`DELETE FROM audit_log WHERE id = ANY(${ids}::bigint[]) AND at < ${cutoff}`;
-      deleted += res.count;
-    }
+    if (!values['dry-run']) deleted += await deleteAuditLog(store.db, ids, cutoff);
   }
   out.end();
   await once(out, 'finish');

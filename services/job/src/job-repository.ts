@@ -1,16 +1,10 @@
-import type { Store, JobStateName, Tx } from '@aijob/store';
+import {
+  insertAuditIn, listAuditLog, type AuditLogQuery, type AuditLogRow, type AuditRecord, type JobStateName, type Store, type Tx,
+} from '@aijob/store';
 import { jobColumns, type JobRow } from './job-record.js';
 
-export interface AuditEntry {
-  actor: string;
-  workspaceId: string;
-  action: string;
-  resource: string;
-  outcome: 'allowed' | 'denied' | 'failed';
-  reason?: string;
-  traceId: string;
-  requestId: string;
-}
+/** An audit row of a job-service call (its trace and request always known). */
+export type AuditEntry = AuditRecord & { traceId: string; requestId: string };
 
 export interface ListFilter {
   workspaceId: string;
@@ -22,30 +16,8 @@ export interface ListFilter {
   limit: number;
 }
 
-export interface AuditQuery {
-  workspaceId: string;
-  action: string;
-  outcome: string;
-  actor: string;
-  resource: string;
-  startTime?: Date;
-  endTime?: Date;
-  pageSize: number;
-  pageToken: string;
-}
-
-export interface AuditRow {
-  id: number;
-  at: Date;
-  actor: string;
-  workspace_id: string;
-  action: string;
-  resource: string;
-  outcome: string;
-  reason: string;
-  trace_id: string;
-  request_id: string;
-}
+/** ListAuditEvents' request: a filter and a page. */
+export type AuditQuery = Omit<AuditLogQuery, 'beforeId' | 'limit'> & { pageSize: number; pageToken: string };
 
 /** Reads and single-job writes of the job record, always scoped to a workspace. */
 export class JobRepository {
@@ -156,26 +128,11 @@ export class JobRepository {
     return row?.workspace_id;
   }
 
-  async auditEvents(q: Omit<AuditQuery, 'pageSize' | 'pageToken'> & { beforeId?: number; limit: number }): Promise<AuditRow[]> {
-    const where = ['workspace_id = $1'];
-    const params: unknown[] = [q.workspaceId];
-    const add = (clause: string, value: unknown) => { params.push(value); where.push(clause.replace('?', `$${params.length}`)); };
-    if (q.action) add('action = ?', q.action);
-    if (q.outcome) add('outcome = ?', q.outcome);
-    if (q.actor) add('actor = ?', q.actor);
-    if (q.resource) add('resource = ?', q.resource);
-    if (q.startTime) add('at >= ?', q.startTime);
-    if (q.endTime) add('at < ?', q.endTime);
-    if (q.beforeId !== undefined) add('id < ?', q.beforeId);
-    params.push(q.limit);
-    return this.store.sql.unsafe<AuditRow[]>(
-      `SELECT id, at, actor, workspace_id, action, resource, outcome, reason, trace_id, request_id
-       FROM audit_log WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT $${params.length}`, params as never[]);
+  auditEvents(q: AuditLogQuery): Promise<AuditLogRow[]> {
+    return listAuditLog(this.store.db, q);
   }
 
   async audit(tx: Tx | Store['sql'], e: AuditEntry): Promise<void> {
-    await tx`INSERT INTO audit_log (actor, workspace_id, action, resource, outcome, reason, trace_id, request_id)
-      VALUES (${e.actor}, ${e.workspaceId}, ${e.action}, ${e.resource}, ${e.outcome}, ${e.reason ?? ''},
-              ${e.traceId}, ${e.requestId})`;
+    await insertAuditIn(tx, e);
   }
 }

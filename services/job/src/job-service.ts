@@ -51,8 +51,8 @@ export function jobServiceHandlers(jobs: Jobs, dlq: DeadLetters, usage: UsageRep
       const { rows, nextPageToken } = await jobs.listAudit(callerOf(ctx), req);
       return {
         events: rows.map((r) => ({
-          id: Number(r.id), time: r.at, actor: r.actor, workspaceId: r.workspace_id, action: r.action,
-          resource: r.resource, outcome: r.outcome, reason: r.reason, traceId: r.trace_id, requestId: r.request_id,
+          id: r.id, time: r.at, actor: r.actor, workspaceId: r.workspaceId, action: r.action,
+          resource: r.resource, outcome: r.outcome, reason: r.reason, traceId: r.traceId, requestId: r.requestId,
         })),
         nextPageToken,
       };

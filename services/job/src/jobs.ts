@@ -5,9 +5,9 @@ import { JobEvent, JobState, jobStateFromJSON } from '@aijob/contracts';
 import type { EventPublisher, Topology } from '@aijob/bus';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '@aijob/core';
 import { linkedRootTraceparent, traceIdOf } from '@aijob/telemetry';
-import type { JobStateName } from '@aijob/store';
+import type { AuditLogRow, JobStateName } from '@aijob/store';
 import { isTerminal, type JobRow } from './job-record.js';
-import type { AuditQuery, AuditRow, JobRepository } from './job-repository.js';
+import type { AuditQuery, JobRepository } from './job-repository.js';
 import type { NewJob, Submitter, SubmitOutcome } from './submitter.js';
 import { parseJobId, validateSubmission, type SubmissionLimits, type ValidSubmission } from './validation.js';
 import type { WatchHub } from './watch-hub.js';
@@ -220,7 +220,7 @@ export class Jobs {
     };
   }
 
-  async listAudit(caller: Caller, q: AuditQuery): Promise<{ rows: AuditRow[]; nextPageToken: string }> {
+  async listAudit(caller: Caller, q: AuditQuery): Promise<{ rows: AuditLogRow[]; nextPageToken: string }> {
     if (q.pageSize < 0 || q.pageSize > 1000) throw InvalidArgumentError.field('page_size', 'must be between 0 and 1000');
     if (q.outcome && !['allowed', 'denied', 'failed'].includes(q.outcome)) {
       throw InvalidArgumentError.field('outcome', 'must be allowed, denied or failed');

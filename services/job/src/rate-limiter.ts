@@ -1,5 +1,5 @@
 import { ResourceExhaustedError } from '@aijob/core';
-import type { Store } from '@aijob/store';
+import { giveBackRateAllowance, pruneRateWindows, reserveRateAllowance, type Store } from '@aijob/store';
 
 const WINDOW_MS = 60_000;
 /** The window is counted in slots of this length (a tenth of it). */
@@ -71,25 +71,14 @@ export class RateLimiter {
 
   /** Uncounts allowance never spent (off the request path; a lost one only refuses a little early). */
   private giveBack(workspaceId: string, slot: number, n: number): void {
-    this.store.sql`UPDATE rate_windows SET used = GREATEST(used - ${n}, 0)
-      WHERE workspace_id = ${workspaceId} AND window_start = ${new Date(slot)}`.catch(() => undefined);
+    giveBackRateAllowance(this.store.sql, workspaceId, new Date(slot), n).catch(() => undefined);
   }
 
   private async reserve(workspaceId: string, slot: number, perMinute: number, a: Allowance): Promise<void> {
     const cap = Math.max(1, Math.floor(perMinute / 20));
     const want = Math.min(cap, a.chunk);
-    const since = new Date(slot - SLOTS * SLOT_MS);
-    const { granted, oldest } = await this.store.sql.begin(async (tx) => {
-      await tx`SELECT pg_advisory_xact_lock(712004, hashtext(${workspaceId}))`;
-      const [row] = await tx<{ used: number; oldest: Date | null }[]>`
-        SELECT COALESCE(sum(used), 0)::int AS used, min(window_start) FILTER (WHERE used > 0) AS oldest
-        FROM rate_windows WHERE workspace_id = ${workspaceId} AND window_start >= ${since}`;
-      const take = Math.max(0, Math.min(want, perMinute - row!.used));
-      if (take > 0) {
-        await tx`INSERT INTO rate_windows (workspace_id, window_start, used) VALUES (${workspaceId}, ${new Date(slot)}, ${take})
-          ON CONFLICT (workspace_id, window_start) DO UPDATE SET used = rate_windows.used + ${take}`;
-      }
-      return { granted: take, oldest: row!.oldest };
+    const { granted, oldest } = await reserveRateAllowance(this.store.sql, {
+      workspaceId, slot: new Date(slot), since: new Date(slot - SLOTS * SLOT_MS), want, limit: perMinute,
     });
     if (a.slot !== slot) {
       // The slot ended while reserving: give it back rather than spend it late.
@@ -119,6 +108,6 @@ export class RateLimiter {
 
   /** Drops slots older than an hour (called from a timer). */
   async prune(): Promise<void> {
-    await this.store.sql`DELETE FROM rate_windows WHERE window_start < now() - interval '1 hour'`;
+    await pruneRateWindows(this.store.sql);
   }
 }

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { errorMessage, type Logger } from '@aijob/core';
 import { gauge } from '@aijob/telemetry';
-import type { Store } from '@aijob/store';
+import { acquireLease, releaseLease, renewLease, type Store } from '@aijob/store';
 
 export interface Leadership {
   epoch: number;
@@ -49,8 +49,7 @@ export class LeaderElection {
     const had = this.current;
     this.depose('stopping');
     if (had) {
-      await this.store.sql`UPDATE leases SET expires_at = now() WHERE name = ${this.o.name} AND holder = ${this.holder}
-        AND epoch = ${had.epoch}`.catch(() => undefined);
+      await releaseLease(this.store.sql, this.o.name, this.holder, had.epoch).catch(() => undefined);
     }
   }
 
@@ -94,22 +93,11 @@ export class LeaderElection {
     this.master.set({ name: this.o.name }, 0);
   }
 
-  private async acquire(): Promise<number | undefined> {
-    const [row] = await this.store.sql<{ epoch: number }[]>`
-      INSERT INTO leases (name, holder, epoch, expires_at)
-      VALUES (${this.o.name}, ${this.holder}, 1, now() + ${this.o.ttlMs} * interval '1 millisecond')
-      ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, epoch = leases.epoch + 1,
-        acquired_at = now(), expires_at = EXCLUDED.expires_at
-        WHERE leases.expires_at <= now()
-      RETURNING epoch`;
-    return row ? Number(row.epoch) : undefined;
+  private acquire(): Promise<number | undefined> {
+    return acquireLease(this.store.sql, this.o.name, this.holder, this.o.ttlMs);
   }
 
-  private async renew(epoch: number): Promise<number | undefined> {
-    const [row] = await this.store.sql<{ epoch: number }[]>`
-      UPDATE leases SET expires_at = now() + ${this.o.ttlMs} * interval '1 millisecond'
-      WHERE name = ${this.o.name} AND holder = ${this.holder} AND epoch = ${epoch} AND expires_at > now()
-      RETURNING epoch`;
-    return row ? Number(row.epoch) : undefined;
+  private renew(epoch: number): Promise<number | undefined> {
+    return renewLease(this.store.sql, this.o.name, this.holder, epoch, this.o.ttlMs);
   }
 }

@@ -1,24 +1,9 @@
-import type { Store } from '@aijob/store';
+import {
+  ensureQueues, findQueue, listQueues, putQueue, queueCounts, type QueueCounts, type QueueDefaults, type QueueRow, type Store,
+} from '@aijob/store';
 import type { QueueSettings, SchedulerState } from './scheduler-state.js';
 
-export interface QueueRow {
-  name: string;
-  max_concurrency: number;
-  rate_limit_per_second: number;
-  weight: number;
-  paused: boolean;
-  created_at: Date;
-}
-
-export interface QueueCounts {
-  pending: number;
-  dispatched: number;
-  running: number;
-  retry_wait: number;
-  oldest_pending: Date | null;
-}
-
-/** The queues table (owned by the scheduler) and live counts from the job record. */
+/** The queues table (owned by the scheduler) with the configured defaults, and live counts from the job record. */
 export class QueueRepository {
   constructor(private readonly store: Store, private readonly defaultSettings: QueueSettings) {}
 
@@ -26,36 +11,25 @@ export class QueueRepository {
     return { ...this.defaultSettings };
   }
 
-  /** Creates queues first seen in submissions, with the configured defaults. */
-  async ensure(names: string[]): Promise<void> {
+  private get rowDefaults(): QueueDefaults {
     const d = this.defaultSettings;
-    await this.store.sql`
-      INSERT INTO queues (name, max_concurrency, rate_limit_per_second, weight)
-      SELECT n, ${d.maxConcurrency}, ${d.ratePerSecond}, ${d.weight} FROM unnest(${names}::text[]) AS n
-      ON CONFLICT (name) DO NOTHING`;
+    return { maxConcurrency: d.maxConcurrency, rateLimitPerSecond: d.ratePerSecond, weight: d.weight };
   }
 
-  async get(name: string): Promise<QueueRow | undefined> {
-    const [row] = await this.store.sql<QueueRow[]>`
-      SELECT name, max_concurrency, rate_limit_per_second, weight, paused, created_at FROM queues WHERE name = ${name}`;
-    return row;
+  /** Creates queues first seen in submissions, with the configured defaults. */
+  async ensure(names: string[]): Promise<void> {
+    await ensureQueues(this.store.db, names, this.rowDefaults);
+  }
+
+  get(name: string): Promise<QueueRow | undefined> {
+    return findQueue(this.store.db, name);
   }
 
   /** Creates or changes a queue; unset settings keep their value (or the defaults). */
-  async put(name: string, c: { maxConcurrency?: number; ratePerSecond?: number; weight?: number; paused?: boolean }): Promise<QueueRow> {
-    const d = this.defaultSettings;
-    const [row] = await this.store.sql<QueueRow[]>`
-      INSERT INTO queues (name, max_concurrency, rate_limit_per_second, weight, paused)
-      VALUES (${name}, ${c.maxConcurrency ?? d.maxConcurrency}, ${c.ratePerSecond ?? d.ratePerSecond},
-              ${c.weight ?? d.weight}, ${c.paused ?? false})
-      ON CONFLICT (name) DO UPDATE SET
-        max_concurrency = COALESCE(${c.maxConcurrency ?? null}::int, queues.max_concurrency),
-        rate_limit_per_second = COALESCE(${c.ratePerSecond ?? null}::double precision, queues.rate_limit_per_second),
-        weight = COALESCE(${c.weight ?? null}::int, queues.weight),
-        paused = COALESCE(${c.paused ?? null}::boolean, queues.paused),
-        updated_at = now()
-      RETURNING name, max_concurrency, rate_limit_per_second, weight, paused, created_at`;
-    return row!;
+  put(name: string, c: { maxConcurrency?: number; ratePerSecond?: number; weight?: number; paused?: boolean }): Promise<QueueRow> {
+    return putQueue(this.store.db, name, {
+      maxConcurrency: c.maxConcurrency, rateLimitPerSecond: c.ratePerSecond, weight: c.weight, paused: c.paused,
+    }, this.rowDefaults);
   }
 
   /**
@@ -80,39 +54,21 @@ export class QueueRepository {
       SELECT * FROM upd`;
   }
 
-  async all(): Promise<QueueRow[]> {
-    return this.store.sql<QueueRow[]>`
-      SELECT name, max_concurrency, rate_limit_per_second, weight, paused, created_at FROM queues ORDER BY name`;
+  all(): Promise<QueueRow[]> {
+    return listQueues(this.store.db);
   }
 
   /** Applies the stored settings to the leader's view. */
   async load(state: SchedulerState): Promise<void> {
     for (const r of await this.all()) {
       state.queue(r.name).settings = {
-        maxConcurrency: r.max_concurrency, ratePerSecond: r.rate_limit_per_second, weight: r.weight, paused: r.paused,
+        maxConcurrency: r.maxConcurrency, ratePerSecond: r.rateLimitPerSecond, weight: r.weight, paused: r.paused,
       };
     }
   }
 
-  /**
-   * Non-terminal job counts per queue. The oldest pending is the QUEUED job that has been
-   * ready to run longest (since its run_at, or since submit): jobs still delayed by run_at
-   * are not waiting on the scheduler and do not count.
-   */
-  async counts(): Promise<Map<string, QueueCounts>> {
-    const rows = await this.store.sql<{ queue: string; state: string; n: number; oldest: Date | null }[]>`
-      SELECT queue, state, count(*)::int AS n,
-        min(GREATEST(created_at, run_at)) FILTER (WHERE state = 'QUEUED' AND (run_at IS NULL OR run_at <= now())) AS oldest
-      FROM jobs WHERE state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT') GROUP BY queue, state`;
-    const out = new Map<string, QueueCounts>();
-    for (const r of rows) {
-      let c = out.get(r.queue);
-      if (!c) out.set(r.queue, (c = { pending: 0, dispatched: 0, running: 0, retry_wait: 0, oldest_pending: null }));
-      if (r.state === 'QUEUED') { c.pending = r.n; c.oldest_pending = r.oldest; }
-      if (r.state === 'DISPATCHED') c.dispatched = r.n;
-      if (r.state === 'RUNNING') c.running = r.n;
-      if (r.state === 'RETRY_WAIT') c.retry_wait = r.n;
-    }
-    return out;
+  /** Non-terminal job counts per queue, platform-wide. */
+  counts(): Promise<Map<string, QueueCounts>> {
+    return queueCounts(this.store.db);
   }
 }

@@ -3,8 +3,10 @@ import type { EventPublisher } from '@aijob/bus';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@aijob/core';
 import { activeTraceId } from '@aijob/telemetry';
 import type { CallContext, Implementation } from '@aijob/server';
-import type { AuditRecord, AuditWriter, Store } from '@aijob/store';
-import type { QueueCounts, QueueRepository, QueueRow } from './queue-repository.js';
+import {
+  leaseHolder, workspaceQueueCounts, type AuditRecord, type AuditWriter, type QueueCounts, type QueueRow, type Store,
+} from '@aijob/store';
+import type { QueueRepository } from './queue-repository.js';
 import type { WorkerRegistry } from './worker-registry.js';
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
@@ -16,34 +18,13 @@ function queueName(name: string): string {
 
 function toQueue(r: QueueRow, c: QueueCounts | undefined, now = Date.now()): Queue {
   return {
-    name: r.name, maxConcurrency: r.max_concurrency, rateLimitPerSecond: r.rate_limit_per_second, weight: r.weight,
-    paused: r.paused, createdAt: r.created_at,
+    name: r.name, maxConcurrency: r.maxConcurrency, rateLimitPerSecond: r.rateLimitPerSecond, weight: r.weight,
+    paused: r.paused, createdAt: r.createdAt,
     stats: {
-      pending: c?.pending ?? 0, dispatched: c?.dispatched ?? 0, running: c?.running ?? 0, retryWait: c?.retry_wait ?? 0,
-      oldestPendingAgeSeconds: c?.oldest_pending ? Math.max(0, now - c.oldest_pending.getTime()) / 1000 : 0,
+      pending: c?.pending ?? 0, dispatched: c?.dispatched ?? 0, running: c?.running ?? 0, retryWait: c?.retryWait ?? 0,
+      oldestPendingAgeSeconds: c?.oldestPending ? Math.max(0, now - c.oldestPending.getTime()) / 1000 : 0,
     },
   };
-}
-
-/**
- * Non-terminal job counts per queue of one workspace: what a tenant may see of the shared
- * queues (the platform-wide counts of QueueRepository.counts are for admins).
- */
-async function workspaceCounts(store: Store, workspaceId: string): Promise<Map<string, QueueCounts>> {
-  const rows = await store.sql<{ queue: string; state: string; n: number; oldest: Date | null }[]>`
-    SELECT queue, state, count(*)::int AS n, min(created_at) FILTER (WHERE state = 'QUEUED') AS oldest
-    FROM jobs WHERE workspace_id = ${workspaceId} AND state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')
-    GROUP BY queue, state`;
-  const out = new Map<string, QueueCounts>();
-  for (const r of rows) {
-    let c = out.get(r.queue);
-    if (!c) out.set(r.queue, (c = { pending: 0, dispatched: 0, running: 0, retry_wait: 0, oldest_pending: null }));
-    if (r.state === 'QUEUED') { c.pending = r.n; c.oldest_pending = r.oldest; }
-    if (r.state === 'DISPATCHED') c.dispatched = r.n;
-    if (r.state === 'RUNNING') c.running = r.n;
-    if (r.state === 'RETRY_WAIT') c.retry_wait = r.n;
-  }
-  return out;
 }
 
 /** Whether the caller sees every workspace's counts and the cluster's internals (admin only). */
@@ -72,7 +53,7 @@ export function queueServiceHandlers(d: {
       traceId: activeTraceId(), requestId: ctx.requestId,
     });
   };
-  const counts = (ctx: CallContext) => (seesAll(ctx) ? d.queues.counts() : workspaceCounts(d.store, ctx.principal!.workspaceId));
+  const counts = (ctx: CallContext) => (seesAll(ctx) ? d.queues.counts() : workspaceQueueCounts(d.store.db, ctx.principal!.workspaceId));
   const withStats = async (ctx: CallContext, row: QueueRow) => toQueue(row, (await counts(ctx)).get(row.name));
   const setPaused = async (ctx: CallContext, name: string, paused: boolean) => {
     const action = paused ? 'queue.pause' : 'queue.resume';
@@ -132,22 +113,19 @@ export function queueServiceHandlers(d: {
       return { cancelled: cleared.length };
     },
     async getClusterStats(_req, ctx) {
-      const [c, [lease]] = await Promise.all([
-        counts(ctx),
-        d.store.sql<{ holder: string }[]>`SELECT holder FROM leases WHERE name = ${d.leaseName} AND expires_at > now()`,
-      ]);
+      const [c, leader] = await Promise.all([counts(ctx), leaseHolder(d.store.sql, d.leaseName)]);
       const queueDepth: Record<string, number> = {};
       let totalPending = 0;
       for (const [q, n] of c) {
-        queueDepth[q] = n.pending + n.retry_wait;
-        totalPending += n.pending + n.retry_wait;
+        queueDepth[q] = n.pending + n.retryWait;
+        totalPending += n.pending + n.retryWait;
       }
       const alive = d.registry.alive();
       return {
         totalPending, queueDepth, liveWorkers: alive.length,
         totalSlots: alive.reduce((n, w) => n + w.slots, 0), freeSlots: alive.reduce((n, w) => n + w.freeSlots, 0),
         // Which pod leads is the operators' business.
-        leader: seesAll(ctx) ? lease?.holder ?? '' : '',
+        leader: seesAll(ctx) ? leader ?? '' : '',
       };
     },
   };

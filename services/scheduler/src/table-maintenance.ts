@@ -1,6 +1,6 @@
 import { errorMessage, type Logger } from '@aijob/core';
 import { counter, gauge, histogram } from '@aijob/telemetry';
-import type { Sql } from '@aijob/store';
+import { maintainTable, tableStats, type Sql, type TableStats } from '@aijob/store';
 
 export type MaintenanceMode = 'auto' | 'always' | 'off';
 type Action = 'vacuum' | 'analyze';
@@ -12,13 +12,6 @@ export interface TableMaintenanceOptions {
   /** A table is vacuumed once it holds this many dead rows and `deadRatio` of its live ones (analyzed likewise for rows changed since its last analyze). */
   minDeadRows: number;
   deadRatio: number;
-}
-
-interface TableStats {
-  table: string;
-  live: number;
-  dead: number;
-  modified: number;
 }
 
 /**
@@ -67,14 +60,11 @@ export class TableMaintenance {
 
   /** One check: vacuums or analyzes the tables that need it; returns what it did. */
   async check(): Promise<{ table: string; action: Action }[]> {
-    const tables = await this.sql<(TableStats & { autovacuum: string })[]>`
-      SELECT relname AS table, n_live_tup::int AS live, n_dead_tup::int AS dead, n_mod_since_analyze::int AS modified,
-        current_setting('autovacuum') AS autovacuum
-      FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname`;
+    const tables = await tableStats(this.sql);
     const done: { table: string; action: Action }[] = [];
     for (const t of tables) {
       this.metrics.dead.set({ table: t.table }, t.dead);
-      const action = this.due(t, t.autovacuum === 'on');
+      const action = this.due(t);
       if (action && !this.stopping) {
         await this.run(t, action);
         done.push({ table: t.table, action });
@@ -83,9 +73,9 @@ export class TableMaintenance {
     return done;
   }
 
-  private due(t: TableStats, autovacuumOn: boolean): Action | undefined {
+  private due(t: TableStats): Action | undefined {
     const past = (n: number, ratio: number) => n >= this.o.minDeadRows && n >= ratio * t.live;
-    if (this.o.mode === 'always' || !autovacuumOn) {
+    if (this.o.mode === 'always' || !t.autovacuum) {
       if (past(t.dead, this.o.deadRatio)) return 'vacuum';
       // Statistics for the planner (autoanalyze is off with autovacuum).
       if (past(t.modified, this.o.deadRatio)) return 'analyze';
@@ -97,10 +87,8 @@ export class TableMaintenance {
 
   private async run(t: TableStats, action: Action): Promise<void> {
     const started = performance.now();
-    // The name comes from pg_stat_user_tables, quoted: these commands take no bind parameters.
-    const name = `"${t.table.replaceAll('"', '""')}"`;
     try {
-      const query = this.sql.unsafe(action === 'vacuum' ? `VACUUM (ANALYZE) ${name}` : `ANALYZE ${name}`);
+      const query = maintainTable(this.sql, t.table, action);
       this.current = query;
       await query;
       const seconds = (performance.now() - started) / 1000;
