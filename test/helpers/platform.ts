@@ -11,7 +11,7 @@ import { onTerminate, repoRoot, ServiceProcess, waitFor } from './processes.js';
 export const PG_BASE = process.env['AIJOB_TEST_PG'] ?? 'postgres://postgres@127.0.0.1:5432';
 export const NATS_URL = process.env['AIJOB_TEST_NATS'] ?? 'nats://127.0.0.1:4222';
 
-export type ServiceName = 'auth' | 'job' | 'scheduler' | 'worker';
+export type ServiceName = 'auth' | 'job' | 'scheduler' | 'worker' | 'gateway';
 
 export interface PlatformOptions {
   /** Another Postgres (postgres://user@host:port) or NATS than the shared ones. */
@@ -38,6 +38,8 @@ export class Platform {
   authAddr = '';
   jobAddrs: string[] = [];
   schedulerAddrs: string[] = [];
+  /** Set by startGateway (only tests of gRPC workers start one). */
+  gatewayAddr = '';
   ops: Record<string, number> = {};
   private clients: AijobClient[] = [];
 
@@ -84,6 +86,13 @@ export class Platform {
     const n = this.procs.filter((p) => p.name.startsWith('worker')).length;
     await this.spawn('worker', { WORKER_ID: `${this.id}-worker-${n}`, ...env }, `worker-${n}`);
     return this.procs[this.procs.length - 1]!;
+  }
+
+  /** Starts the worker gateway (WorkerGatewayService), for workers over gRPC; returns its address. */
+  async startGateway(env: Record<string, string> = {}): Promise<string> {
+    const { grpc } = await this.spawn('gateway', { GATEWAY_ID: `${this.id}-gateway`, ...env });
+    this.gatewayAddr = `127.0.0.1:${grpc}`;
+    return this.gatewayAddr;
   }
 
   /** Environment of a service of this platform. */

@@ -5,6 +5,7 @@ export * from './gen/aijob/v1/auth_service.js';
 export * from './gen/aijob/v1/job_service.js';
 export * from './gen/aijob/v1/queue_service.js';
 export * from './gen/aijob/v1/worker_service.js';
+export * from './gen/aijob/v1/worker_gateway_service.js';
 export * from './gen/aijob/v1/events.js';
 export { Struct, Value, ListValue } from './gen/google/protobuf/struct.js';
 export { Duration } from './gen/google/protobuf/duration.js';

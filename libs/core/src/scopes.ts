@@ -1,15 +1,16 @@
 /** Scopes an API key or token can carry. `admin` satisfies every scope, in any workspace. */
 export const scopes = [
-  'jobs:read', 'jobs:write', 'queues:admin', 'keys:admin', 'usage:read', 'audit:read', 'admin',
+  'jobs:read', 'jobs:write', 'queues:admin', 'keys:admin', 'usage:read', 'audit:read', 'workers:run', 'admin',
 ] as const;
 export type Scope = (typeof scopes)[number];
 
 /**
  * Scopes that act on the whole platform rather than one workspace: `queues:admin`
- * changes the shared queues (settings, pause, resume) for every tenant. Only an `admin`
- * principal may grant them; a workspace's `keys:admin` cannot mint them.
+ * changes the shared queues (settings, pause, resume) for every tenant; `workers:run`
+ * (a worker over the gateway) receives every workspace's jobs on its queues. Only an
+ * `admin` principal may grant them; a workspace's `keys:admin` cannot mint them.
  */
-export const operatorScopes: readonly Scope[] = ['queues:admin', 'admin'];
+export const operatorScopes: readonly Scope[] = ['queues:admin', 'workers:run', 'admin'];
 
 /**
  * What each RPC requires: a scope; `public` (no credential: token exchange); or
@@ -52,6 +53,8 @@ export const rpcAccess: Record<string, Scope | 'public' | 'internal'> = {
 
   'aijob.v1.WorkerService/Heartbeat': 'internal',
   'aijob.v1.WorkerService/ConfirmDispatch': 'internal',
+
+  'aijob.v1.WorkerGatewayService/Connect': 'workers:run',
 };
 
 /** RPCs that change something: each call, allowed or refused, leaves an audit row. */

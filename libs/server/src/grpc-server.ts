@@ -123,6 +123,17 @@ export class GrpcServer {
     return this;
   }
 
+  /**
+   * Registers a service whose handlers run the access check and map errors themselves
+   * (bidirectional streams, which `add` does not wrap); it is listed in health and reflection.
+   */
+  addUnwrapped(definition: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation): this {
+    this.server.addService(definition, impl);
+    const first = Object.values(definition)[0];
+    if (first) this.serviceNames.push(first.path.split('/')[1]!);
+    return this;
+  }
+
   /** Binds and starts serving; resolves the bound port (useful with port 0). */
   async listen(host: string, port: number): Promise<number> {
     addReflection(this.server, [...this.serviceNames, 'grpc.health.v1.Health']);

@@ -29,7 +29,7 @@ export const keysGroup: Group = {
     {
       name: 'create', summary: 'create a key (its secret is shown once)', usage: '--scopes jobs:read,jobs:write [--name N] [--workspace WS] [--expires 90d]',
       options: {
-        scopes: { type: 'string', description: 'jobs:read, jobs:write, queues:admin, keys:admin, usage:read, audit:read, admin' },
+        scopes: { type: 'string', description: 'jobs:read, jobs:write, queues:admin, keys:admin, usage:read, audit:read, workers:run, admin' },
         name: { type: 'string', description: 'a label' },
         workspace: { type: 'string', description: 'another workspace (admin)' },
         expires: { type: 'string', description: 'lifetime, e.g. 90d, or an ISO time' },

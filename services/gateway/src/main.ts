@@ -1,0 +1,5 @@
+// Entry point: tracing first (it must hook gRPC before gRPC loads), then the service.
+import { startTelemetry } from '@aijob/platform/telemetry';
+
+await startTelemetry('gateway');
+await import('./app.js');
