@@ -6,7 +6,8 @@ import { PythonProcess, pythonMissing } from '../helpers/python.js';
 // One platform with the worker gateway: the Python SDK's own tests (client, worker,
 // protocol fencing) and a Python worker process next to a TypeScript worker.
 const missing = pythonMissing();
-if (missing) throw new Error(`the Python SDK tests need Python with grpcio and protobuf, and the generated stubs: ${missing}`);
+if (missing)
+  throw new Error(`the Python SDK tests need Python with grpcio and protobuf, and the generated stubs: ${missing}`);
 
 let p: Platform;
 let gateway: string;
@@ -16,7 +17,10 @@ t.before(async () => {
 });
 
 const env = (extra: Record<string, string> = {}) => ({
-  AIJOB_JOB_ADDR: p.jobAddr, AIJOB_GATEWAY_ADDR: gateway, AIJOB_API_KEY: p.apiKey, ...extra,
+  AIJOB_JOB_ADDR: p.jobAddr,
+  AIJOB_GATEWAY_ADDR: gateway,
+  AIJOB_API_KEY: p.apiKey,
+  ...extra,
 });
 
 t.test('the Python SDK: clients, workers, cancellation, timeouts, hand-back, fencing and refusals', async (t) => {
@@ -29,41 +33,70 @@ t.test('the Python SDK: clients, workers, cancellation, timeouts, hand-back, fen
   t.match(py.output, /\nOK\n/, 'unittest reports OK');
   const usage = await p.sql()`SELECT u.provider, u.model, u.prompt_tokens::int, u.completion_tokens::int
     FROM usage u JOIN jobs j ON j.id = u.job_id WHERE j.type = 'py.echo' AND j.queue = 'py' ORDER BY u.job_id LIMIT 1`;
-  t.same([...usage], [{ provider: 'openai', model: 'gpt-4o-mini', prompt_tokens: 12, completion_tokens: 3 }], 'a Python handler\'s usage is recorded');
+  t.same(
+    [...usage],
+    [{ provider: 'openai', model: 'gpt-4o-mini', prompt_tokens: 12, completion_tokens: 3 }],
+    "a Python handler's usage is recorded",
+  );
 });
 
-t.test('a Python and a TypeScript worker serve one queue; a Python worker killed mid-job: the job runs elsewhere, recorded once', async (t) => {
-  const c = p.client();
-  const worker = new PythonProcess('tests/worker_process.py', env({ AIJOB_SLOTS: '2' }));
-  t.teardown(() => worker.kill());
-  await waitFor(() => worker.lines.find((l) => l['connected']), 30_000, 'the Python worker to connect');
-  const sql = p.sql();
-  const tsWorker = `${p.id}-worker-0`;
+t.test(
+  'a Python and a TypeScript worker serve one queue; a Python worker killed mid-job: the job runs elsewhere, recorded once',
+  async (t) => {
+    const c = p.client();
+    const worker = new PythonProcess('tests/worker_process.py', env({ AIJOB_SLOTS: '2' }));
+    t.teardown(() => worker.kill());
+    await waitFor(() => worker.lines.find((l) => l['connected']), 30_000, 'the Python worker to connect');
+    const sql = p.sql();
+    const tsWorker = `${p.id}-worker-0`;
 
-  const shared = await c.submitMany(Array.from({ length: 16 }, () => ({ type: 'sleep', input: { ms: 300 } })));
-  await waitFor(async () => {
-    const [r] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE id = ANY(${shared.map((j) => j.id)}) AND state = 'SUCCEEDED'`;
-    return r!.n === shared.length;
-  }, 60_000, 'the shared jobs to succeed');
-  const by = await sql<{ worker_id: string; n: number }[]>`
+    const shared = await c.submitMany(Array.from({ length: 16 }, () => ({ type: 'sleep', input: { ms: 300 } })));
+    await waitFor(
+      async () => {
+        const [r] = await sql<
+          { n: number }[]
+        >`SELECT count(*)::int AS n FROM jobs WHERE id = ANY(${shared.map((j) => j.id)}) AND state = 'SUCCEEDED'`;
+        return r!.n === shared.length;
+      },
+      60_000,
+      'the shared jobs to succeed',
+    );
+    const by = await sql<{ worker_id: string; n: number }[]>`
     SELECT worker_id, count(*)::int AS n FROM jobs WHERE id = ANY(${shared.map((j) => j.id)}) GROUP BY worker_id`;
-  t.ok(by.some((r) => r.worker_id === tsWorker), `the TypeScript worker ran some (${JSON.stringify(by)})`);
-  t.ok(by.some((r) => r.worker_id.startsWith('py-proc@')), 'the Python worker ran some');
+    t.ok(
+      by.some((r) => r.worker_id === tsWorker),
+      `the TypeScript worker ran some (${JSON.stringify(by)})`,
+    );
+    t.ok(
+      by.some((r) => r.worker_id.startsWith('py-proc@')),
+      'the Python worker ran some',
+    );
 
-  const long = await c.submitMany(Array.from({ length: 4 }, () => ({ type: 'sleep', input: { ms: 2_500 } })));
-  const started = await waitFor(() => worker.lines.find((l) => long.some((j) => j.id === l['started'])), 30_000, 'the Python worker to start a long job');
-  const victim = started['started'] as string;
-  await worker.kill();
-  await waitFor(async () => {
-    const [r] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM jobs WHERE id = ANY(${long.map((j) => j.id)}) AND state = 'SUCCEEDED'`;
-    return r!.n === long.length;
-  }, 60_000, 'every long job to succeed');
-  const done = await c.get(victim);
-  t.equal(stateName(done.state), 'SUCCEEDED');
-  t.equal(done.workerId, tsWorker, 'the killed worker\'s job was run by the TypeScript worker');
-  t.equal(done.attempt, 1, 'handed back at the disconnect: the same attempt, none counted');
-  t.same(done.output, { slept_ms: 2500 }, 'the output is the TypeScript worker\'s');
-  const ends = await sql<{ state: string; n: number }[]>`
+    const long = await c.submitMany(Array.from({ length: 4 }, () => ({ type: 'sleep', input: { ms: 2_500 } })));
+    const started = await waitFor(
+      () => worker.lines.find((l) => long.some((j) => j.id === l['started'])),
+      30_000,
+      'the Python worker to start a long job',
+    );
+    const victim = started['started'] as string;
+    await worker.kill();
+    await waitFor(
+      async () => {
+        const [r] = await sql<
+          { n: number }[]
+        >`SELECT count(*)::int AS n FROM jobs WHERE id = ANY(${long.map((j) => j.id)}) AND state = 'SUCCEEDED'`;
+        return r!.n === long.length;
+      },
+      60_000,
+      'every long job to succeed',
+    );
+    const done = await c.get(victim);
+    t.equal(stateName(done.state), 'SUCCEEDED');
+    t.equal(done.workerId, tsWorker, "the killed worker's job was run by the TypeScript worker");
+    t.equal(done.attempt, 1, 'handed back at the disconnect: the same attempt, none counted');
+    t.same(done.output, { slept_ms: 2500 }, "the output is the TypeScript worker's");
+    const ends = await sql<{ state: string; n: number }[]>`
     SELECT state, count(*)::int AS n FROM job_events WHERE job_id = ${victim} AND state IN ('SUCCEEDED', 'FAILED') GROUP BY state`;
-  t.same(ends, [{ state: 'SUCCEEDED', n: 1 }], 'recorded once');
-});
+    t.same(ends, [{ state: 'SUCCEEDED', n: 1 }], 'recorded once');
+  },
+);

@@ -24,9 +24,13 @@ export class PythonProcess {
   readonly exited: Promise<number | null>;
 
   constructor(script: string, env: Record<string, string>) {
-    this.child = ownChild(spawn(PYTHON, ['-u', join(PYTHON_SDK, script)], {
-      cwd: repoRoot, env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-    }));
+    this.child = ownChild(
+      spawn(PYTHON, ['-u', join(PYTHON_SDK, script)], {
+        cwd: repoRoot,
+        env: { PATH: process.env['PATH'] ?? '', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
     let partial = '';
     this.child.stdout!.on('data', (chunk: Buffer) => {
@@ -35,10 +39,16 @@ export class PythonProcess {
       const parts = text.split('\n');
       partial = parts.pop() ?? '';
       for (const line of parts) {
-        try { this.lines.push(JSON.parse(line) as Record<string, unknown>); } catch { /* not a JSON line */ }
+        try {
+          this.lines.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          /* not a JSON line */
+        }
       }
     });
-    this.child.stderr!.on('data', (chunk: Buffer) => { this.output += chunk.toString(); });
+    this.child.stderr!.on('data', (chunk: Buffer) => {
+      this.output += chunk.toString();
+    });
   }
 
   get running(): boolean {

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { commonEnv, int, loadConfig, port } from '@aijob/platform';
+import { commonEnv, int, loadConfig, port } from '@aijob/core';
 
 export const gatewayEnv = {
   LOG_LEVEL: commonEnv.LOG_LEVEL,
@@ -17,7 +17,10 @@ export const gatewayEnv = {
   INTERNAL_TOKEN: z.string().min(16).optional(),
   AUTH_CACHE_MS: int(3_000, 0, 4_000),
   /** Prefix of the worker ids of this gateway's sessions. */
-  GATEWAY_ID: z.string().regex(/^[\w.:@-]{1,48}$/).default(`${hostname()}-${process.pid}`.slice(0, 48)),
+  GATEWAY_ID: z
+    .string()
+    .regex(/^[\w.:@-]{1,48}$/)
+    .default(`${hostname()}-${process.pid}`.slice(0, 48)),
   /** Heartbeats to the scheduler, and the interval workers are asked to beat at. */
   HEARTBEAT_INTERVAL_MS: int(2_000, 100, 60_000),
   /** Redelivery timeout of dispatch messages: must match the NATS workers' (the durable is shared). */

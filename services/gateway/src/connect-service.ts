@@ -1,10 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ConnectRequest, msToDuration, WorkerGatewayServiceService, type ConnectResponse } from '@aijob/contracts';
-import {
-  bearerCredential, grpcMetrics, hasScope, InvalidArgumentError, PermissionDeniedError, toStatus, UnavailableError,
-  type Identity, type Logger,
-} from '@aijob/platform';
+import { hasScope, InvalidArgumentError, PermissionDeniedError, UnavailableError, type Logger } from '@aijob/core';
+import { bearerCredential, toStatus, type Identity } from '@aijob/server';
+import { counter, histogram } from '@aijob/telemetry';
 import type { DispatchHub } from './dispatch-hub.js';
 import { parseHello } from './validation.js';
 import { WorkerSession } from './worker-session.js';
@@ -22,7 +21,11 @@ export function gatewayDefinition(): grpc.ServiceDefinition {
     connect: {
       ...def,
       requestDeserialize: (b: Buffer) => {
-        try { return ConnectRequest.decode(b); } catch { return new Undecodable(); }
+        try {
+          return ConnectRequest.decode(b);
+        } catch {
+          return new Undecodable();
+        }
       },
     },
   } as unknown as grpc.ServiceDefinition;
@@ -47,7 +50,25 @@ export interface ConnectDeps {
  */
 export function connectHandler(d: ConnectDeps): grpc.UntypedServiceImplementation {
   const labels = { grpc_type: 'bidi_stream', grpc_service: 'aijob.v1.WorkerGatewayService', grpc_method: 'Connect' };
-  const metrics = { handled: grpcMetrics.handled(), started: grpcMetrics.started(), handling: grpcMetrics.handling() };
+  // The per-RPC metrics every server keeps (the GrpcServer's, shared by name).
+  const metrics = {
+    handled: counter('grpc_server_handled_total', 'RPCs completed on the server, by status code.', [
+      'grpc_type',
+      'grpc_service',
+      'grpc_method',
+      'grpc_code',
+    ]),
+    started: counter('grpc_server_started_total', 'RPCs started on the server.', [
+      'grpc_type',
+      'grpc_service',
+      'grpc_method',
+    ]),
+    handling: histogram('grpc_server_handling_seconds', 'Time to handle an RPC, until the last response.', [
+      'grpc_type',
+      'grpc_service',
+      'grpc_method',
+    ]),
+  };
   let sessionNo = 0;
   const prefix = randomBytes(3).toString('hex');
 
@@ -67,7 +88,8 @@ export function connectHandler(d: ConnectDeps): grpc.UntypedServiceImplementatio
       stopTimer();
       if (session) void d.hub.close(session);
       if (st.code === grpc.status.INTERNAL) log.error({ err }, 'unhandled error in worker session');
-      else if (err !== undefined) log.info({ code: grpc.status[st.code], reason: (err as Error).message }, 'worker session ended');
+      else if (err !== undefined)
+        log.info({ code: grpc.status[st.code], reason: (err as Error).message }, 'worker session ended');
       if (call.cancelled) return;
       if (err === undefined) call.end();
       else call.emit('error', st);
@@ -80,7 +102,8 @@ export function connectHandler(d: ConnectDeps): grpc.UntypedServiceImplementatio
 
     const run = async () => {
       if (!d.accepting()) throw new UnavailableError('the gateway is shutting down; connect again');
-      if (d.hub.sessions.size >= d.maxSessions) throw new UnavailableError('the gateway has as many workers as it takes; connect to another');
+      if (d.hub.sessions.size >= d.maxSessions)
+        throw new UnavailableError('the gateway has as many workers as it takes; connect to another');
       const credential = bearerCredential(call.metadata);
       const check = async () => {
         const id = await d.authenticate(credential);
@@ -90,17 +113,36 @@ export function connectHandler(d: ConnectDeps): grpc.UntypedServiceImplementatio
       const identity = await check();
       // Not call[Symbol.asyncIterator](): it destroys the stream once the worker half-closes,
       // before the status could be sent.
-      const messages = (call as unknown as { iterator(o: { destroyOnReturn: boolean }): AsyncIterator<ConnectRequest | Undecodable> })
-        .iterator({ destroyOnReturn: false });
+      const messages = (
+        call as unknown as { iterator(o: { destroyOnReturn: boolean }): AsyncIterator<ConnectRequest | Undecodable> }
+      ).iterator({ destroyOnReturn: false });
       const first = await messages.next();
       if (first.done) return;
-      if (first.value instanceof Undecodable) throw InvalidArgumentError.field('(message)', 'is not a valid ConnectRequest');
+      if (first.value instanceof Undecodable)
+        throw InvalidArgumentError.field('(message)', 'is not a valid ConnectRequest');
       const spec = parseHello(first.value.hello);
       const workerId = `${spec.name}@${d.gatewayId}.${prefix}${(++sessionNo).toString(36)}`.slice(0, 128);
       log = log.child({ worker_id: workerId });
-      session = new WorkerSession(workerId, spec, write, (err) => finish(err), async () => { await check(); });
-      log.info({ queues: spec.queues, types: spec.jobTypes, slots: spec.slots, version: spec.version,
-        workspace_id: identity.principal.workspaceId, subject: identity.principal.subject }, 'worker connected');
+      session = new WorkerSession(
+        workerId,
+        spec,
+        write,
+        (err) => finish(err),
+        async () => {
+          await check();
+        },
+      );
+      log.info(
+        {
+          queues: spec.queues,
+          types: spec.jobTypes,
+          slots: spec.slots,
+          version: spec.version,
+          workspace_id: identity.principal.workspaceId,
+          subject: identity.principal.subject,
+        },
+        'worker connected',
+      );
       write({ welcome: { workerId, heartbeatInterval: msToDuration(d.heartbeatIntervalMs) } });
       await d.hub.heartbeat(session).catch(() => undefined);
       d.hub.open(session);
@@ -115,8 +157,15 @@ export function connectHandler(d: ConnectDeps): grpc.UntypedServiceImplementatio
           track(d.hub.result(session, r).then((resultAck) => write({ resultAck })));
         } else if (m.handBack) {
           const { jobId, attempt } = m.handBack;
-          track(d.hub.handBack(session, jobId, attempt).then((resultAck) => write({ resultAck }),
-            (err: unknown) => write({ resultAck: { jobId, attempt, accepted: false, reason: `not handed back: ${(err as Error).message}` } })));
+          track(
+            d.hub.handBack(session, jobId, attempt).then(
+              (resultAck) => write({ resultAck }),
+              (err: unknown) =>
+                write({
+                  resultAck: { jobId, attempt, accepted: false, reason: `not handed back: ${(err as Error).message}` },
+                }),
+            ),
+          );
         } else if (m.progress) {
           d.hub.progress(session, m.progress);
         } else if (m.drain) {

@@ -1,11 +1,21 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import {
-  CancelReason, DispatchedJob, JobEvent, JobOutcome, JobState, durationToMs, msToDuration,
-  type JobProgress, type JobResult, type JobUsage, type ResultAck,
+  CancelReason,
+  DispatchedJob,
+  JobEvent,
+  JobOutcome,
+  JobState,
+  durationToMs,
+  msToDuration,
+  type JobProgress,
+  type JobResult,
+  type JobUsage,
+  type ResultAck,
 } from '@aijob/contracts';
 import { decode, ensureDurable, ensureStreams, type Bus, type EventPublisher, type Topology } from '@aijob/bus';
 import type { SchedulerLink } from '@aijob/worker';
-import { counter, DeadlineExceededError, errorMessage, gauge, type Logger } from '@aijob/platform';
+import { DeadlineExceededError, errorMessage, type Logger } from '@aijob/core';
+import { counter, gauge } from '@aijob/telemetry';
 import { QueuePuller, type Claim } from './queue-puller.js';
 import { outputJsonOf } from './validation.js';
 import type { HeldAttempt, WorkerSession } from './worker-session.js';
@@ -39,18 +49,31 @@ export class DispatchHub {
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private cancels: { unsubscribe(): void } | undefined;
   private readonly metrics = {
-    reports: counter('gateway_reports_total', 'Results and hand-backs from workers, by outcome (accepted, refused).', ['outcome']),
+    reports: counter('gateway_reports_total', 'Results and hand-backs from workers, by outcome (accepted, refused).', [
+      'outcome',
+    ]),
     attempts: counter('gateway_attempts_total', 'Attempts handed to workers, and how they ended.', ['queue', 'status']),
     skipped: counter('worker_dispatches_skipped_total', 'Dispatch messages dropped as stale or cancelled.', ['reason']),
   };
 
-  constructor(private readonly d: {
-    bus: Bus; t: Topology; events: EventPublisher; scheduler: SchedulerLink; log: Logger; o: HubOptions;
-  }) {
+  constructor(
+    private readonly d: {
+      bus: Bus;
+      t: Topology;
+      events: EventPublisher;
+      scheduler: SchedulerLink;
+      log: Logger;
+      o: HubOptions;
+    },
+  ) {
     const sessions = this.sessions;
-    gauge('gateway_sessions', 'Workers connected to this gateway.', [], function () { this.set(sessions.size); });
+    gauge('gateway_sessions', 'Workers connected to this gateway.', [], function () {
+      this.set(sessions.size);
+    });
     const held = this.held;
-    gauge('gateway_attempts_in_hand', 'Attempts held for connected workers.', [], function () { this.set(held.size); });
+    gauge('gateway_attempts_in_hand', 'Attempts held for connected workers.', [], function () {
+      this.set(held.size);
+    });
   }
 
   async start(): Promise<void> {
@@ -58,9 +81,12 @@ export class DispatchHub {
     this.cancels = this.d.bus.nc.subscribe(this.d.t.subjects.allCancels, {
       callback: (_err, msg) => this.cancelled(msg.subject.slice(msg.subject.lastIndexOf('.') + 1)),
     });
-    this.keepAliveTimer = setInterval(() => {
-      for (const h of this.held.values()) h.msg.working();
-    }, Math.max(1_000, this.d.o.ackWaitMs / 3));
+    this.keepAliveTimer = setInterval(
+      () => {
+        for (const h of this.held.values()) h.msg.working();
+      },
+      Math.max(1_000, this.d.o.ackWaitMs / 3),
+    );
   }
 
   /** A session has said hello: its queues are pulled from now on. */
@@ -69,7 +95,12 @@ export class DispatchHub {
     for (const q of s.spec.queues) {
       let p = this.pullers.get(q);
       if (!p) {
-        p = new QueuePuller(q, { sessions: () => this.sessions, open: (queue) => this.consumer(queue), take: (m, c) => this.take(q, m, c), log: this.d.log });
+        p = new QueuePuller(q, {
+          sessions: () => this.sessions,
+          open: (queue) => this.consumer(queue),
+          take: (m, c) => this.take(q, m, c),
+          log: this.d.log,
+        });
         this.pullers.set(q, p);
       }
     }
@@ -89,12 +120,21 @@ export class DispatchHub {
     // fails, its message stays unacked and is redelivered after ack_wait).
     const attempts = [...s.inHand.values()].filter((h) => !h.ending);
     for (const h of attempts) this.release(h);
-    await Promise.all(attempts.map((h) => this.d.events.publish(this.event(h, JobState.JOB_STATE_DISPATCHED, {
-      previousState: JobState.JOB_STATE_RUNNING,
-    })).catch(() => undefined)));
+    await Promise.all(
+      attempts.map((h) =>
+        this.d.events
+          .publish(
+            this.event(h, JobState.JOB_STATE_DISPATCHED, {
+              previousState: JobState.JOB_STATE_RUNNING,
+            }),
+          )
+          .catch(() => undefined),
+      ),
+    );
     await this.heartbeat(s).catch(() => undefined);
     for (const h of attempts) h.msg.nak();
-    if (attempts.length) this.d.log.info({ worker_id: s.workerId, attempts: attempts.length }, 'session ended; attempts handed back');
+    if (attempts.length)
+      this.d.log.info({ worker_id: s.workerId, attempts: attempts.length }, 'session ended; attempts handed back');
     this.wakeAll();
   }
 
@@ -114,19 +154,27 @@ export class DispatchHub {
   /** Heartbeats every session to the scheduler; ends sessions silent for three intervals or whose credential lapsed. */
   async beat(intervalMs: number): Promise<void> {
     const now = Date.now();
-    await Promise.all([...this.sessions].map(async (s) => {
-      if (now - s.lastSeen > intervalMs * 3) {
-        s.end(new DeadlineExceededError(`no message from the worker for ${now - s.lastSeen} ms (heartbeat every ${intervalMs} ms)`));
-        return;
-      }
-      try {
-        await s.recheck();
-      } catch (err) {
-        s.end(err as Error);
-        return;
-      }
-      await this.heartbeat(s).catch((err: unknown) => this.d.log.warn({ err: errorMessage(err), worker_id: s.workerId }, 'heartbeat failed'));
-    }));
+    await Promise.all(
+      [...this.sessions].map(async (s) => {
+        if (now - s.lastSeen > intervalMs * 3) {
+          s.end(
+            new DeadlineExceededError(
+              `no message from the worker for ${now - s.lastSeen} ms (heartbeat every ${intervalMs} ms)`,
+            ),
+          );
+          return;
+        }
+        try {
+          await s.recheck();
+        } catch (err) {
+          s.end(err as Error);
+          return;
+        }
+        await this.heartbeat(s).catch((err: unknown) =>
+          this.d.log.warn({ err: errorMessage(err), worker_id: s.workerId }, 'heartbeat failed'),
+        );
+      }),
+    );
     const cutoff = now - 600_000;
     for (const [id, at] of this.recentlyCancelled) if (at < cutoff) this.recentlyCancelled.delete(id);
   }
@@ -134,9 +182,14 @@ export class DispatchHub {
   heartbeat(s: WorkerSession): Promise<void> {
     const live = !s.closed && !s.draining;
     return this.d.scheduler.heartbeat({
-      workerId: s.workerId, queues: s.spec.queues, jobTypes: s.spec.jobTypes, slots: live ? s.spec.slots : 0,
-      freeSlots: live ? Math.max(0, s.spec.slots - s.inHand.size) : 0, runningJobIds: s.closed ? [] : [...s.inHand.keys()],
-      gpuCount: 0, version: s.spec.version,
+      workerId: s.workerId,
+      queues: s.spec.queues,
+      jobTypes: s.spec.jobTypes,
+      slots: live ? s.spec.slots : 0,
+      freeSlots: live ? Math.max(0, s.spec.slots - s.inHand.size) : 0,
+      runningJobIds: s.closed ? [] : [...s.inHand.keys()],
+      gpuCount: 0,
+      version: s.spec.version,
     });
   }
 
@@ -149,7 +202,10 @@ export class DispatchHub {
       h.progressTimer = undefined;
       const last = h.lastProgress!;
       if (h.ending) return;
-      void this.d.events.publish(this.event(h, JobState.JOB_STATE_RUNNING, { hasProgress: true, progress: last.pct, progressNote: last.note }))
+      void this.d.events
+        .publish(
+          this.event(h, JobState.JOB_STATE_RUNNING, { hasProgress: true, progress: last.pct, progressNote: last.note }),
+        )
         .catch(() => undefined);
     }, 200);
   }
@@ -166,19 +222,34 @@ export class DispatchHub {
     let end: JobEvent;
     if (r.outcome === JobOutcome.JOB_OUTCOME_SUCCEEDED) {
       const out = outputJsonOf(r.outputJson);
-      end = 'json' in out
-        ? this.event(h, JobState.JOB_STATE_SUCCEEDED, { outputJson: Buffer.from(out.json), usage })
-        : this.event(h, JobState.JOB_STATE_FAILED, { error: { code: 'OUTPUT_INVALID', message: out.invalid, retryable: false }, usage });
+      end =
+        'json' in out
+          ? this.event(h, JobState.JOB_STATE_SUCCEEDED, { outputJson: Buffer.from(out.json), usage })
+          : this.event(h, JobState.JOB_STATE_FAILED, {
+              error: { code: 'OUTPUT_INVALID', message: out.invalid, retryable: false },
+              usage,
+            });
     } else if (r.outcome === JobOutcome.JOB_OUTCOME_CANCELLED) {
-      end = this.event(h, JobState.JOB_STATE_CANCELLED, { error: { code: 'CANCELLED', message: 'cancelled', retryable: false }, usage });
+      end = this.event(h, JobState.JOB_STATE_CANCELLED, {
+        error: { code: 'CANCELLED', message: 'cancelled', retryable: false },
+        usage,
+      });
     } else {
       const e = r.error;
       const code = e && /^[\w.:-]{1,64}$/.test(e.code) ? e.code : 'HANDLER_ERROR';
       const retryAfterMs = e?.retryAfter ? durationToMs(e.retryAfter) : undefined;
-      end = this.event(h, JobState.JOB_STATE_FAILED, { usage, error: {
-        code, message: (e?.message ?? '').slice(0, 4096), retryable: e?.retryable ?? true,
-        retryAfter: retryAfterMs !== undefined && retryAfterMs > 0 ? msToDuration(Math.min(retryAfterMs, 86_400_000)) : undefined,
-      } });
+      end = this.event(h, JobState.JOB_STATE_FAILED, {
+        usage,
+        error: {
+          code,
+          message: (e?.message ?? '').slice(0, 4096),
+          retryable: e?.retryable ?? true,
+          retryAfter:
+            retryAfterMs !== undefined && retryAfterMs > 0
+              ? msToDuration(Math.min(retryAfterMs, 86_400_000))
+              : undefined,
+        },
+      });
     }
     try {
       await this.d.events.publish(end);
@@ -188,7 +259,10 @@ export class DispatchHub {
     }
     h.msg.ack();
     this.release(h);
-    this.metrics.attempts.inc({ queue: h.job.queue, status: JobState[end.state]!.replace('JOB_STATE_', '').toLowerCase() });
+    this.metrics.attempts.inc({
+      queue: h.job.queue,
+      status: JobState[end.state]!.replace('JOB_STATE_', '').toLowerCase(),
+    });
     this.metrics.reports.inc({ outcome: 'accepted' });
     return { jobId: r.jobId, attempt: r.attempt, accepted: true, reason: '' };
   }
@@ -198,7 +272,9 @@ export class DispatchHub {
     const h = this.current(s, jobId, attempt);
     if (typeof h === 'string') return this.refuse(jobId, attempt, h);
     h.ending = true;
-    await this.d.events.publish(this.event(h, JobState.JOB_STATE_DISPATCHED, { previousState: JobState.JOB_STATE_RUNNING }));
+    await this.d.events.publish(
+      this.event(h, JobState.JOB_STATE_DISPATCHED, { previousState: JobState.JOB_STATE_RUNNING }),
+    );
     this.release(h);
     await this.heartbeat(s).catch(() => undefined);
     h.msg.nak();
@@ -209,7 +285,8 @@ export class DispatchHub {
 
   private current(s: WorkerSession, jobId: string, attempt: number): HeldAttempt | string {
     const h = s.inHand.get(jobId);
-    if (!h || h.job.attempt !== attempt) return `attempt ${attempt} of job ${jobId.slice(0, 64)} is not held by this worker`;
+    if (!h || h.job.attempt !== attempt)
+      return `attempt ${attempt} of job ${jobId.slice(0, 64)} is not held by this worker`;
     if (h.ending) return `attempt ${attempt} of job ${jobId} has already ended`;
     return h;
   }
@@ -232,7 +309,8 @@ export class DispatchHub {
   private cancelled(jobId: string): void {
     this.recentlyCancelled.set(jobId, Date.now());
     const h = this.held.get(jobId);
-    if (h && !h.ending) h.session.send({ cancel: { jobId, attempt: h.job.attempt, reason: CancelReason.CANCEL_REASON_CANCELLED } });
+    if (h && !h.ending)
+      h.session.send({ cancel: { jobId, attempt: h.job.attempt, reason: CancelReason.CANCEL_REASON_CANCELLED } });
   }
 
   /** Chooses a session for a fetched message, synchronously (so claims stay exact), then starts it. */
@@ -261,7 +339,10 @@ export class DispatchHub {
     }
     if (!target) {
       const someoneRuns = [...this.sessions].some((s) => s.serves(queue) && s.runs(job.type));
-      if (someoneRuns) { m.nak(BUSY_DELAY_MS); return; }
+      if (someoneRuns) {
+        m.nak(BUSY_DELAY_MS);
+        return;
+      }
       if (m.info.deliveryCount < PASS_ON_DELIVERIES) {
         this.metrics.skipped.inc({ reason: 'no_handler' });
         m.nak(PASS_ON_DELAY_MS);
@@ -277,7 +358,8 @@ export class DispatchHub {
     let current = true;
     try {
       const ageMs = Date.now() - Number(m.info.timestampNanos / 1_000_000);
-      if (m.info.deliveryCount > 1 || ageMs > STALE_MS) current = await this.d.scheduler.confirm(job.jobId, job.attempt);
+      if (m.info.deliveryCount > 1 || ageMs > STALE_MS)
+        current = await this.d.scheduler.confirm(job.jobId, job.attempt);
     } finally {
       s.reserved--;
     }
@@ -306,11 +388,15 @@ export class DispatchHub {
   private async timedOut(h: HeldAttempt, timeoutMs: number): Promise<void> {
     if (h.ending || h.session.inHand.get(h.job.jobId) !== h) return;
     h.ending = true;
-    h.session.send({ cancel: { jobId: h.job.jobId, attempt: h.job.attempt, reason: CancelReason.CANCEL_REASON_TIMEOUT } });
+    h.session.send({
+      cancel: { jobId: h.job.jobId, attempt: h.job.attempt, reason: CancelReason.CANCEL_REASON_TIMEOUT },
+    });
     try {
-      await this.d.events.publish(this.event(h, JobState.JOB_STATE_FAILED, {
-        error: { code: 'TIMEOUT', message: `timed out after ${timeoutMs} ms`, retryable: true },
-      }));
+      await this.d.events.publish(
+        this.event(h, JobState.JOB_STATE_FAILED, {
+          error: { code: 'TIMEOUT', message: `timed out after ${timeoutMs} ms`, retryable: true },
+        }),
+      );
       h.msg.ack();
     } catch {
       h.msg.nak();
@@ -320,20 +406,49 @@ export class DispatchHub {
   }
 
   private async unknownType(job: DispatchedJob, m: JsMsg): Promise<void> {
-    await this.d.events.publish(JobEvent.fromPartial({
-      jobId: job.jobId, attempt: job.attempt, state: JobState.JOB_STATE_FAILED, at: new Date(), queue: job.queue,
-      workspaceId: job.workspaceId, traceparent: job.traceparent, source: 'worker', startedAt: new Date(),
-      gangId: job.gangId, gangSize: job.gangSize,
-      error: { code: 'UNKNOWN_JOB_TYPE', message: `no worker has a handler for job type "${job.type}"`, retryable: false },
-    })).then(() => m.ack(), () => m.nak());
+    await this.d.events
+      .publish(
+        JobEvent.fromPartial({
+          jobId: job.jobId,
+          attempt: job.attempt,
+          state: JobState.JOB_STATE_FAILED,
+          at: new Date(),
+          queue: job.queue,
+          workspaceId: job.workspaceId,
+          traceparent: job.traceparent,
+          source: 'worker',
+          startedAt: new Date(),
+          gangId: job.gangId,
+          gangSize: job.gangSize,
+          error: {
+            code: 'UNKNOWN_JOB_TYPE',
+            message: `no worker has a handler for job type "${job.type}"`,
+            retryable: false,
+          },
+        }),
+      )
+      .then(
+        () => m.ack(),
+        () => m.nak(),
+      );
   }
 
   private event(h: HeldAttempt, state: JobState, extra: Partial<JobEvent>): JobEvent {
     const j = h.job;
     return JobEvent.fromPartial({
-      jobId: j.jobId, attempt: j.attempt, state, workerId: h.session.workerId, at: new Date(), queue: j.queue,
-      workspaceId: j.workspaceId, traceparent: j.traceparent, source: 'worker', startedAt: h.startedAt,
-      gangId: j.gangId, gangSize: j.gangSize, ...extra,
+      jobId: j.jobId,
+      attempt: j.attempt,
+      state,
+      workerId: h.session.workerId,
+      at: new Date(),
+      queue: j.queue,
+      workspaceId: j.workspaceId,
+      traceparent: j.traceparent,
+      source: 'worker',
+      startedAt: h.startedAt,
+      gangId: j.gangId,
+      gangSize: j.gangSize,
+      ...extra,
     });
   }
 
@@ -341,7 +456,8 @@ export class DispatchHub {
     const { bus, t } = this.d;
     await ensureStreams(bus.jsm, t, this.d.o.streams, true);
     await ensureDurable(bus.jsm, t.streams.dispatch, t.consumers.dispatch(queue), t.subjects.dispatch(queue), {
-      ackWaitMs: this.d.o.ackWaitMs, maxAckPending: 100_000,
+      ackWaitMs: this.d.o.ackWaitMs,
+      maxAckPending: 100_000,
     });
     return bus.js.consumers.get(t.streams.dispatch, t.consumers.dispatch(queue));
   }
@@ -358,7 +474,10 @@ export class DispatchHub {
 /** Usage as the job service expects it: whole non-negative token counts, cost left to its price table. */
 function usageOf(usage: JobUsage[]): JobUsage[] {
   return usage.slice(0, 100).map((u) => ({
-    provider: u.provider.slice(0, 64), model: u.model.slice(0, 128),
-    promptTokens: Math.max(0, Math.trunc(u.promptTokens || 0)), completionTokens: Math.max(0, Math.trunc(u.completionTokens || 0)), costUsd: 0,
+    provider: u.provider.slice(0, 64),
+    model: u.model.slice(0, 128),
+    promptTokens: Math.max(0, Math.trunc(u.promptTokens || 0)),
+    completionTokens: Math.max(0, Math.trunc(u.completionTokens || 0)),
+    costUsd: 0,
   }));
 }

@@ -1,5 +1,5 @@
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
-import { errorMessage, type Logger } from '@aijob/platform';
+import { errorMessage, type Logger } from '@aijob/core';
 import type { WorkerSession } from './worker-session.js';
 
 /** Slots of one session promised to a fetch in flight. */
@@ -62,7 +62,9 @@ export class QueuePuller {
       }
       const want = claims.reduce((n, c) => n + c.left, 0);
       if (want === 0) {
-        await new Promise<void>((resolve) => { this.wakeUp = resolve; });
+        await new Promise<void>((resolve) => {
+          this.wakeUp = resolve;
+        });
         continue;
       }
       let got = 0;
