@@ -5,3 +5,4 @@ export * from './schema/index.js';
 export * from './repositories/index.js';
 export * from './audit-writer.js';
 export * from './audit-denied.js';
+export * from './job-transitions.js';

@@ -1,23 +1,8 @@
 import { JobState, type JobEvent, type JobUsage } from '@aijob/contracts';
+import type { AttemptReport } from '@aijob/store';
 
-/** What a batch of events does to one job's current attempt, folded into one update. */
-export interface JobUpdate {
-  jobId: string;
-  attempt: number;
-  /** RUNNING, how the attempt ended, or DISPATCHED again when its worker handed it back. */
-  state: 'DISPATCHED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
-  workerId: string;
-  at: Date;
-  startedAt: Date | null;
-  /** A SUCCEEDED attempt's output as JSON text (an object), stored as it is. */
-  output: string | null;
-  errorCode: string | null;
-  errorMessage: string | null;
-  retryable: boolean;
-  /** The least wait before the next attempt, when the failure said so. */
-  retryAfterMs: number | null;
-  progress: number | null;
-  progressNote: string | null;
+/** What a batch of events does to one job's current attempt, folded into one report. */
+export interface JobUpdate extends AttemptReport {
   /** Model usage the attempt reported with its end. */
   usage: JobUsage[];
   /** The events folded in, in arrival order (for the job's history). */
@@ -30,14 +15,6 @@ const ends: Partial<Record<JobState, JobUpdate['state']>> = {
   [JobState.JOB_STATE_CANCELLED]: 'CANCELLED',
 };
 
-/**
- * Folds worker (and scheduler: lost workers, timeouts) events into at most one update per job: the newest attempt wins, the
- * first end of an attempt wins, progress keeps its latest value. A worker's DISPATCHED
- * event hands its running attempt back (it stopped); a later event of another worker
- * takes the attempt over. Events that only announce a state already recorded
- * (DISPATCHED from the scheduler, RETRY_WAIT and CANCELLED from this service) update
- * nothing; their jobs are still reported as touched.
- */
 /** The output of a SUCCEEDED event as JSON text of an object, or null when it is not one. */
 function outputJson(e: JobEvent): string | null {
   if (e.outputJson.length === 0) return JSON.stringify(e.output ?? {});
@@ -50,12 +27,25 @@ function outputJson(e: JobEvent): string | null {
   }
 }
 
+/**
+ * Folds worker (and scheduler: lost workers, timeouts) events into at most one update per job: the newest attempt wins, the
+ * first end of an attempt wins, progress keeps its latest value. A worker's DISPATCHED
+ * event hands its running attempt back (it stopped); a later event of another worker
+ * takes the attempt over. Events that only announce a transition already recorded
+ * (DISPATCHED, ClearQueue's CANCELLED and gang placement timeouts from the scheduler,
+ * RETRY_WAIT and CANCELLED from this service) update nothing; their jobs are still
+ * reported as touched.
+ */
 export function foldEvents(events: JobEvent[]): { updates: JobUpdate[]; touched: Set<string> } {
   const byJob = new Map<string, JobUpdate>();
   const touched = new Set<string>();
   for (const e of events) {
     touched.add(e.jobId);
-    if (e.source === 'job') continue;
+    // Announcements of transitions already recorded change nothing: this service's own
+    // (RETRY_WAIT, CANCELLED) and the scheduler's, which carry the state the job left
+    // (DISPATCHED, ClearQueue's CANCELLED, a gang's placement timeout). The scheduler's
+    // reports of lost attempts (FAILED, no previous state) apply like a worker's.
+    if (e.source === 'job' || (e.source === 'scheduler' && e.previousState !== JobState.JOB_STATE_UNSPECIFIED)) continue;
     const isRunning = e.state === JobState.JOB_STATE_RUNNING;
     const end = ends[e.state];
     const handBack = e.state === JobState.JOB_STATE_DISPATCHED && e.source === 'worker';

@@ -5,8 +5,8 @@ import { JobEvent, JobState, jobStateFromJSON } from '@aijob/contracts';
 import type { EventPublisher, Topology } from '@aijob/bus';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from '@aijob/core';
 import { linkedRootTraceparent, traceIdOf } from '@aijob/telemetry';
-import type { AuditLogRow, JobStateName } from '@aijob/store';
-import { isTerminal, type JobRow } from './job-record.js';
+import type { AuditLogRow, JobRow, JobStateName } from '@aijob/store';
+import { isTerminal } from './job-record.js';
 import type { AuditQuery, JobRepository } from './job-repository.js';
 import type { NewJob, Submitter, SubmitOutcome } from './submitter.js';
 import { parseJobId, validateSubmission, type SubmissionLimits, type ValidSubmission } from './validation.js';
@@ -163,7 +163,7 @@ export class Jobs {
           changed = false;
           const row = await this.d.repo.get(caller.principal.workspaceId, id);
           if (!row) throw await this.notFound(caller, id, 'job.watch');
-          const version = `${row.state}|${row.attempt}|${row.updated_at.getTime()}|${row.progress}`;
+          const version = `${row.state}|${row.attempt}|${row.updatedAt.getTime()}|${row.progress}`;
           if (version !== last) {
             last = version;
             await send(row);
@@ -195,8 +195,8 @@ export class Jobs {
     }
     await Promise.all(result.rows.map((row) => this.d.events.publish(JobEvent.fromPartial({
       jobId: row.id, attempt: row.attempt, state: JobState.JOB_STATE_CANCELLED, at: new Date(), queue: row.queue,
-      workspaceId: row.workspace_id, traceparent: caller.traceparent, source: 'job',
-      previousState: jobStateFromJSON(`JOB_STATE_${row.previous_state}`), gangId: row.gang_id ?? '', gangSize: row.gang_size,
+      workspaceId: row.workspaceId, traceparent: caller.traceparent, source: 'job',
+      previousState: jobStateFromJSON(`JOB_STATE_${row.previousState}`), gangId: row.gangId ?? '', gangSize: row.gangSize,
     }))));
     return result.rows[0]!;
   }

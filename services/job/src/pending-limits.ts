@@ -1,5 +1,5 @@
 import { ResourceExhaustedError } from '@aijob/core';
-import type { Store } from '@aijob/store';
+import { countUnfinishedJobs, countWaitingJobs, type Store } from '@aijob/store';
 
 const REFRESH_MS = 1_000;
 
@@ -29,8 +29,7 @@ export class PendingLimits {
   /** Throws RESOURCE_EXHAUSTED when `n` more jobs would pass a limit; otherwise counts them in. */
   async admit(workspaceId: string, workspaceMax: number, n: number): Promise<void> {
     if (this.maxPending > 0) {
-      await this.fresh(this.total, () => this.store.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM jobs WHERE state IN ('QUEUED', 'RETRY_WAIT')`);
+      await this.fresh(this.total, () => countWaitingJobs(this.store.sql));
       if (this.total.count + this.total.added + n > this.maxPending) {
         throw new ResourceExhaustedError(
           `the platform holds ${this.total.count + this.total.added} pending jobs (limit ${this.maxPending}); try again shortly`,
@@ -40,9 +39,7 @@ export class PendingLimits {
     if (workspaceMax > 0) {
       let w = this.perWorkspace.get(workspaceId);
       if (!w) this.perWorkspace.set(workspaceId, (w = { at: 0, count: 0, added: 0 }));
-      await this.fresh(w, () => this.store.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM jobs WHERE workspace_id = ${workspaceId}
-          AND state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')`);
+      await this.fresh(w, () => countUnfinishedJobs(this.store.sql, workspaceId));
       if (w.count + w.added + n > workspaceMax) {
         throw new ResourceExhaustedError(
           `workspace ${workspaceId} has ${w.count + w.added} unfinished jobs (limit ${workspaceMax})`, 5_000, 'WORKSPACE_MAX_PENDING');
@@ -53,14 +50,14 @@ export class PendingLimits {
   }
 
   /** Re-reads a count older than a second: waiting only when there is none yet. */
-  private async fresh(c: Count, read: () => Promise<{ n: number }[]>): Promise<void> {
+  private async fresh(c: Count, read: () => Promise<number>): Promise<void> {
     if (Date.now() - c.at < REFRESH_MS) return;
     c.refreshing ??= (async () => {
       const startedAt = Date.now();
       const addedBefore = c.added;
-      const [row] = await read();
+      const count = await read();
       // What was accepted while the count ran may or may not be in it: keep it counted.
-      Object.assign(c, { at: startedAt, count: row!.n, added: c.added - addedBefore });
+      Object.assign(c, { at: startedAt, count, added: c.added - addedBefore });
     })().finally(() => { c.refreshing = undefined; });
     if (c.at === 0) await c.refreshing;
     else c.refreshing.catch(() => undefined);

@@ -1,23 +1,21 @@
 import { UsageGroupBy, type GetUsageReportRequest, type UsageRow } from '@aijob/contracts';
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '@aijob/core';
-import type { Store } from '@aijob/store';
+import { usageJobCount, usageSpend, usageTotals, type Store, type UsageDimension } from '@aijob/store';
 import type { Caller } from './jobs.js';
 
-const dimensions: Partial<Record<UsageGroupBy, { name: string; sql: string }>> = {
-  [UsageGroupBy.USAGE_GROUP_BY_WORKSPACE]: { name: 'workspace', sql: 'workspace_id' },
-  [UsageGroupBy.USAGE_GROUP_BY_PROVIDER]: { name: 'provider', sql: 'provider' },
-  [UsageGroupBy.USAGE_GROUP_BY_MODEL]: { name: 'model', sql: 'model' },
-  [UsageGroupBy.USAGE_GROUP_BY_QUEUE]: { name: 'queue', sql: 'queue' },
-  [UsageGroupBy.USAGE_GROUP_BY_API_KEY]: { name: 'api_key', sql: 'api_key_id' },
-  [UsageGroupBy.USAGE_GROUP_BY_DAY]: { name: 'day', sql: `to_char(date_trunc('day', at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')` },
+const dimensions: Partial<Record<UsageGroupBy, UsageDimension>> = {
+  [UsageGroupBy.USAGE_GROUP_BY_WORKSPACE]: 'workspace',
+  [UsageGroupBy.USAGE_GROUP_BY_PROVIDER]: 'provider',
+  [UsageGroupBy.USAGE_GROUP_BY_MODEL]: 'model',
+  [UsageGroupBy.USAGE_GROUP_BY_QUEUE]: 'queue',
+  [UsageGroupBy.USAGE_GROUP_BY_API_KEY]: 'api_key',
+  [UsageGroupBy.USAGE_GROUP_BY_DAY]: 'day',
 };
 
 /** The first instant of the current month, UTC. */
 export function monthStart(now = new Date()): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
 }
-
-interface Totals { jobs: number; calls: number; prompt: string; completion: string; cost: number }
 
 /** Tokens and cost from the usage table, and the monthly budget they are held to. */
 export class UsageReports {
@@ -36,21 +34,11 @@ export class UsageReports {
       if (!d) throw InvalidArgumentError.field('group_by', `unknown grouping ${g}`);
       return d;
     });
-    const params: unknown[] = [start, end];
-    let scope = '';
-    if (!req.allWorkspaces) { params.push(caller.principal.workspaceId); scope = ' AND workspace_id = $3'; }
-    const select = dims.map((d, i) => `${d.sql} AS g${i}`);
-    const groupBy = dims.length ? `GROUP BY ${dims.map((_, i) => `g${i}`).join(', ')}` : '';
-    const rows = await this.store.sql.unsafe<(Totals & Record<string, string>)[]>(
-      `SELECT ${[...select, 'count(DISTINCT job_id)::int AS jobs', 'count(*)::int AS calls',
-        'sum(prompt_tokens)::text AS prompt', 'sum(completion_tokens)::text AS completion', 'sum(cost_usd)::float8 AS cost'].join(', ')}
-       FROM usage WHERE at >= $1 AND at < $2${scope} ${groupBy} ORDER BY cost DESC NULLS LAST`, params as never[]);
-    const toRow = (r: Totals & Record<string, string>): UsageRow => ({
-      group: Object.fromEntries(dims.map((d, i) => [d.name, String(r[`g${i}`] ?? '')])),
-      jobs: r.jobs, calls: r.calls, promptTokens: Number(r.prompt ?? 0), completionTokens: Number(r.completion ?? 0),
-      costUsd: r.cost ?? 0,
-    });
-    const out = rows.map(toRow);
+    const scope = { start, end, workspaceId: req.allWorkspaces ? undefined : caller.principal.workspaceId };
+    const out: UsageRow[] = (await usageTotals(this.store.sql, { ...scope, dims })).map((r) => ({
+      group: Object.fromEntries(dims.map((d, i) => [d, r.groups[i]!])),
+      jobs: r.jobs, calls: r.calls, promptTokens: r.promptTokens, completionTokens: r.completionTokens, costUsd: r.costUsd,
+    }));
     const totals: UsageRow = {
       group: {}, jobs: 0, calls: 0, promptTokens: 0, completionTokens: 0, costUsd: 0,
     };
@@ -59,11 +47,7 @@ export class UsageReports {
       totals.calls += r.calls; totals.promptTokens += r.promptTokens; totals.completionTokens += r.completionTokens;
       totals.costUsd += r.costUsd;
     }
-    if (dims.length) {
-      const [j] = await this.store.sql.unsafe<{ jobs: number }[]>(
-        `SELECT count(DISTINCT job_id)::int AS jobs FROM usage WHERE at >= $1 AND at < $2${scope}`, params as never[]);
-      totals.jobs = j?.jobs ?? 0;
-    }
+    if (dims.length) totals.jobs = await usageJobCount(this.store.sql, scope);
     return { startTime: start, endTime: end, totals, rows: dims.length ? out : [] };
   }
 
@@ -75,9 +59,7 @@ export class UsageReports {
     if (budgetUsd <= 0 || !types.some((t) => t.startsWith('llm.'))) return;
     let s = this.spend.get(workspaceId);
     if (!s || Date.now() - s.at > 5_000) {
-      const [row] = await this.store.sql<{ usd: number | null }[]>`
-        SELECT sum(cost_usd)::float8 AS usd FROM usage WHERE workspace_id = ${workspaceId} AND at >= ${monthStart()}`;
-      s = { at: Date.now(), usd: row?.usd ?? 0 };
+      s = { at: Date.now(), usd: await usageSpend(this.store.sql, workspaceId, monthStart()) };
       this.spend.set(workspaceId, s);
     }
     if (s.usd >= budgetUsd) {

@@ -5,8 +5,8 @@ import {
 import { jobStates } from './enums.js';
 
 /**
- * The job record. The job service inserts and applies events; the scheduler's leader
- * moves jobs QUEUED/RETRY_WAIT → DISPATCHED under its lease (fencing) and requeues.
+ * The job record. Every change of `state` goes through libs/store/src/job-transitions.ts
+ * (the state diagram and the named, guarded transitions); rows are read as `JobRow`.
  */
 export const jobs = pgTable('jobs', {
   id: uuid('id').primaryKey(),
@@ -20,12 +20,12 @@ export const jobs = pgTable('jobs', {
   timeoutMs: integer('timeout_ms').notNull(),
   /** Base of the retry backoff; NULL: the service default. */
   retryBaseMs: integer('retry_base_ms'),
-  input: jsonb('input').notNull(),
-  output: jsonb('output'),
+  input: jsonb('input').$type<Record<string, unknown>>().notNull(),
+  output: jsonb('output').$type<Record<string, unknown>>(),
   errorCode: text('error_code'),
   errorMessage: text('error_message'),
   errorRetryable: boolean('error_retryable'),
-  labels: jsonb('labels').notNull().default({}),
+  labels: jsonb('labels').$type<Record<string, string>>().notNull().default({}),
   idempotencyKey: text('idempotency_key'),
   runAt: timestamp('run_at', { withTimezone: true }),
   nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }),
@@ -58,6 +58,7 @@ export const jobEvents = pgTable('job_events', {
   jobId: uuid('job_id').notNull(),
   attempt: integer('attempt').notNull(),
   state: text('state', { enum: jobStates }).notNull(),
+  /** Who wrote the transition: worker (applied worker events), job (the job service), scheduler. */
   source: text('source').notNull(),
   workerId: text('worker_id'),
   detail: jsonb('detail'),
