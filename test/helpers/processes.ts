@@ -85,10 +85,18 @@ export class ServiceProcess {
     const seen = this.lines.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name}: no matching log line within ${timeoutMs} ms\n${this.raw.slice(-20).join('\n')}`)), timeoutMs);
-      const early = this.exited.then((code) => reject(new Error(`${this.name} exited (${code}) before the expected log line\n${this.raw.slice(-30).join('\n')}`)));
-      void early;
-      this.waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+      // Whichever comes first ends the wait and clears the timer: a timer left running
+      // after an early exit kept the test process alive for the rest of timeoutMs.
+      const waiter = { pred, resolve: (l: Record<string, unknown>) => { clearTimeout(timer); resolve(l); } };
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new Error(`${this.name}: no matching log line within ${timeoutMs} ms\n${this.raw.slice(-20).join('\n')}`)), timeoutMs);
+      void this.exited.then((code) => fail(new Error(`${this.name} exited (${code}) before the expected log line\n${this.raw.slice(-30).join('\n')}`)));
+      this.waiters.push(waiter);
     });
   }
 
