@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The container's entry point: `run-service.mjs <auth|job|scheduler|worker|migrate>`.
+// The container's entry point: `run-service.mjs <auth|job|scheduler|worker|gateway|migrate>`.
 import { fileURLToPath } from 'node:url';
 
 const which = process.argv[2];
@@ -8,6 +8,7 @@ const entries = {
   job: '../services/job/dist/main.js',
   scheduler: '../services/scheduler/dist/main.js',
   worker: '../services/worker/dist/main.js',
+  gateway: '../services/gateway/dist/main.js',
   migrate: '../libs/store/dist/migrate-cli.js',
 };
 if (!which || !(which in entries)) {

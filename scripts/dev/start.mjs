@@ -1,6 +1,6 @@
 // `npm start`: the whole platform on this machine. Uses Postgres and NATS from
 // DATABASE_URL / NATS_URL, or local ones on the default ports, or starts embedded ones
-// under .aijob/; runs migrations; starts auth, scheduler, job and worker; prints the
+// under .aijob/; runs migrations; starts auth, scheduler, job, worker and the worker gateway; prints the
 // dev API key and a grpcurl command. Ctrl-C stops everything.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -79,7 +79,7 @@ await runMigrations(env.DATABASE_URL);
 say('migrations applied');
 
 const services = [
-  ['auth', 8001], ['scheduler', 8080], ['job', 8000], ['worker', 9090],
+  ['auth', 8001], ['scheduler', 8080], ['job', 8000], ['worker', 9090], ['gateway', 8002],
 ];
 const children = [];
 let stopping = false;
@@ -102,7 +102,8 @@ for (const [name, port] of services) {
 }
 const key = env.AIJOB_BOOTSTRAP_API_KEY;
 process.stderr.write(`
-  aijob is running: auth :50051, job :50052, scheduler :50053, worker (ops :9090)
+  aijob is running: auth :50051, job :50052, scheduler :50053, worker (ops :9090),
+  worker gateway :50054 (workers over gRPC, e.g. the Python SDK)
 
   API key (workspace "default", scope admin; kept in .aijob/dev-api-key):
     ${key}
@@ -111,7 +112,7 @@ process.stderr.write(`
     grpcurl -plaintext -H 'authorization: Bearer ${key}' \\
       -d '{"queue":"default","type":"echo","input":{"x":1}}' localhost:50052 aijob.v1.JobService/SubmitJob
 
-  Metrics: http://localhost:8000/metrics (job), :8080 (scheduler), :9090 (worker), :8001 (auth)
+  Metrics: http://localhost:8000/metrics (job), :8080 (scheduler), :9090 (worker), :8001 (auth), :8002 (gateway)
   Ctrl-C stops everything.
 
 `);

@@ -32,10 +32,10 @@ export function protoRpcs(): Rpc[] {
   return out;
 }
 
-/** The proto services a service's gRPC server registers (`grpc.add(XServiceService, …)`). */
+/** The proto services a service's gRPC server registers (`grpc.add(XServiceService, …)`, or `addUnwrapped(f(XServiceService), …)`). */
 export function servedBy(service: string): string[] {
   const src = readText(`services/${service}/src/app.ts`);
-  return [...src.matchAll(/\.add\(\s*(\w+Service)Service\b/g)].map((m) => m[1]!);
+  return [...src.matchAll(/\.add(?:Unwrapped)?\(\s*(?:\w+\()?(\w+Service)Service\b/g)].map((m) => m[1]!);
 }
 
 /** The field names of a top-level message of proto/aijob/v1 (empty when there is none). */

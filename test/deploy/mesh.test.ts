@@ -65,7 +65,8 @@ t.test('every VirtualService route targets a Service, its gRPC port, and RPCs th
 t.test('the public API: every job and queue RPC is routed, nothing internal is', async (t) => {
   for (const r of rpcs) {
     const route = routeFor(r.path);
-    const isPublic = r.service === 'JobService' || r.service === 'QueueService' || r.path === '/aijob.v1.AuthService/IssueToken';
+    const isPublic = r.service === 'JobService' || r.service === 'QueueService' || r.service === 'WorkerGatewayService' ||
+      r.path === '/aijob.v1.AuthService/IssueToken';
     t.equal(Boolean(route), isPublic, `${r.path} ${isPublic ? 'is' : 'is not'} routed`);
     if (!route) continue;
     if (r.streaming) {

@@ -39,7 +39,7 @@ t.test('every gRPC probe in the manifests names a service the health server answ
       t.equal(kind === 'readinessProbe', (grpc['service'] ?? '') === '', `${d['metadata']['name']} ${kind}: ${kind === 'readinessProbe' ? 'follows readiness' : 'liveness only'}`);
     }
   }
-  t.equal(probes, 9, 'three gRPC services, three probes each');
+  t.equal(probes, 12, 'four gRPC services, three probes each');
 });
 
 t.test('HTTP probes: /healthz answers while /readyz fails (the worker\'s probes)', async (t) => {

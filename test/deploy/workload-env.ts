@@ -6,7 +6,7 @@ import { loadConfig } from '@aijob/core';
 import { repoRoot } from '../helpers/processes.js';
 import { readText, type K8s } from './manifest-files.js';
 
-export const services = ['auth', 'job', 'scheduler', 'worker'] as const;
+export const services = ['auth', 'gateway', 'job', 'scheduler', 'worker'] as const;
 export type Service = (typeof services)[number];
 type Shape = Parameters<typeof loadConfig>[0];
 
@@ -47,6 +47,7 @@ const secretSamples: Record<string, string> = {
   NATS_JOB_PASSWORD: 'b'.repeat(48),
   NATS_SCHEDULER_PASSWORD: 'c'.repeat(48),
   NATS_WORKER_PASSWORD: 'd'.repeat(48),
+  NATS_GATEWAY_PASSWORD: 'g'.repeat(48),
   DATABASE_URL: 'postgres://aijob:secret@aijob-pg-rw:5432/aijob?sslmode=require',
   INTERNAL_TOKEN: 'x'.repeat(48),
   LLM_PROVIDERS: '{}',

@@ -1,3 +1,4 @@
+import { WorkerGatewayServiceService } from '@aijob/contracts';
 import { connectBus, EventPublisher, topology } from '@aijob/bus';
 import { createLogger } from '@aijob/core';
 import { CachedAuthClient, GrpcServer, handleShutdown, Readiness, startOpsServer } from '@aijob/server';
@@ -5,7 +6,7 @@ import { collectProcessMetrics } from '@aijob/telemetry';
 import { SchedulerLink } from '@aijob/worker';
 import { stopTelemetry } from '@aijob/server/telemetry';
 import { loadGatewayConfig } from './config.js';
-import { connectHandler, gatewayDefinition } from './connect-service.js';
+import { connectHandler, tolerant } from './connect-service.js';
 import { DispatchHub } from './dispatch-hub.js';
 
 const config = loadGatewayConfig();
@@ -47,7 +48,7 @@ const authChanged = bus.nc.subscribe(t.subjects.authChanged, { callback: () => a
 let accepting = true;
 const grpc = new GrpcServer({ log });
 grpc.addUnwrapped(
-  gatewayDefinition(),
+  tolerant(WorkerGatewayServiceService),
   connectHandler({
     hub,
     authenticate: auth.authenticate,

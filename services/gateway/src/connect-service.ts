@@ -15,8 +15,8 @@ const SCOPE = 'workers:run';
 class Undecodable {}
 
 /** aijob.v1.WorkerGatewayService with a tolerant decoder, for `GrpcServer.addUnwrapped`. */
-export function gatewayDefinition(): grpc.ServiceDefinition {
-  const def = WorkerGatewayServiceService.connect;
+export function tolerant(service: typeof WorkerGatewayServiceService): grpc.ServiceDefinition {
+  const def = service.connect;
   return {
     connect: {
       ...def,
