@@ -100,3 +100,25 @@ t.test(
     t.same(ends, [{ state: 'SUCCEEDED', n: 1 }], 'recorded once');
   },
 );
+
+t.test('a revoked worker key ends its session within seconds; the job it held runs on another worker', async (t) => {
+  const c = p.client();
+  const { apiKey, key } = await c.admin.createApiKey({ scopes: ['workers:run'], name: 'python worker' });
+  const revoked = new PythonProcess('tests/worker_process.py', env({ AIJOB_API_KEY: apiKey, AIJOB_QUEUE: 'revoke', AIJOB_SLOTS: '1' }));
+  t.teardown(() => revoked.kill());
+  await waitFor(() => revoked.lines.find((l) => l['connected']), 30_000, 'the worker with its own key to connect');
+  const job = await waitFor(() => c.submit({ type: 'sleep', queue: 'revoke', input: { ms: 600_000 } }).catch(() => undefined), 10_000, 'sleep on queue revoke');
+  await waitFor(() => revoked.lines.find((l) => l['started'] === job.id), 30_000, 'the job to start');
+  const at = Date.now();
+  await c.admin.revokeApiKey(key.id);
+  const code = await revoked.exited;
+  t.ok(Date.now() - at < 10_000, `the session ended ${Date.now() - at} ms after the revocation`);
+  t.not(code, 0, 'the worker stops: its credential is gone');
+  t.match(revoked.output, /UnauthenticatedError/, 'with UnauthenticatedError');
+  const other = new PythonProcess('tests/worker_process.py', env({ AIJOB_QUEUE: 'revoke', AIJOB_SLOTS: '1' }));
+  t.teardown(() => other.kill());
+  await waitFor(() => other.lines.find((l) => l['started'] === job.id), 30_000, 'the handed-back job to start on the other worker');
+  const again = other.lines.find((l) => l['started'] === job.id)!;
+  t.equal(again['attempt'], 1, 'the same attempt: handed back, none counted');
+  await c.cancel(job.id);
+});

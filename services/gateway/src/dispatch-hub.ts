@@ -14,7 +14,7 @@ import {
 } from '@aijob/contracts';
 import { decode, ensureDurable, ensureStreams, type Bus, type EventPublisher, type Topology } from '@aijob/bus';
 import type { SchedulerLink } from '@aijob/worker';
-import { DeadlineExceededError, errorMessage, type Logger } from '@aijob/core';
+import { DeadlineExceededError, errorMessage, UnavailableError, type Logger } from '@aijob/core';
 import { counter, gauge } from '@aijob/telemetry';
 import { QueuePuller, type Claim } from './queue-puller.js';
 import { outputJsonOf } from './validation.js';
@@ -138,11 +138,16 @@ export class DispatchHub {
     this.wakeAll();
   }
 
-  /** Stops pulling; every session's attempts are handed back. */
+  /** Stops pulling; every session's attempts are handed back, then its stream ends UNAVAILABLE (connect again). */
   async stop(): Promise<void> {
     for (const s of this.sessions) s.draining = true;
     await Promise.all([...this.pullers.values()].map((p) => p.stop()));
-    await Promise.all([...this.sessions].map((s) => this.close(s)));
+    await Promise.all(
+      [...this.sessions].map(async (s) => {
+        await this.close(s);
+        s.end(new UnavailableError('the gateway is shutting down; connect again'));
+      }),
+    );
     clearInterval(this.keepAliveTimer);
     this.cancels?.unsubscribe();
   }

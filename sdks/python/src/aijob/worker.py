@@ -22,7 +22,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
@@ -96,20 +96,24 @@ class Worker:
     at a time. At least once: a job whose worker dies or disconnects runs again elsewhere
     (the same attempt when it was handed back); use `job.idempotency_key` for side effects."""
 
-    def __init__(self, address: str = "localhost:50054", *, api_key: Optional[str] = None, token: Optional[str] = None,
+    def __init__(self, address: str = "localhost:50054", *, api_key: Optional[str] = None,
+                 token: Union[str, Callable[[], str], None] = None,
                  queues: Sequence[str] = ("default",), slots: int = 10, name: Optional[str] = None,
                  labels: Optional[Mapping[str, str]] = None, secure: bool = False,
                  root_certificates: Optional[bytes] = None, reconnect_delay: float = 0.5) -> None:
         credential = token or api_key
         if not credential:
             raise ValueError("an api_key or token is needed")
+        #: A callable token is asked again at every connect (a JWT that expires, e.g. from
+        #: AuthService.IssueToken): a session ended UNAUTHENTICATED then reconnects.
+        self._token = credential if callable(credential) else None
         self.address = address
         self.queues = list(queues)
         self.slots = slots
         self.name = name or f"py-{socket.gethostname()}-{os.getpid()}"[:64]
         self.labels = dict(labels or {})
         self.worker_id = ""
-        self._md = (("authorization", f"Bearer {credential}"),)
+        self._md = () if callable(credential) else (("authorization", f"Bearer {credential}"),)
         self._creds = grpc.ssl_channel_credentials(root_certificates) if secure or root_certificates else None
         self._handlers: Dict[str, Handler] = {}
         self._running: Dict[str, _Attempt] = {}
@@ -160,7 +164,9 @@ class Worker:
                 await self._session()
                 delay = self._reconnect_delay
             except grpc.RpcError as err:
-                if err.code() in _FATAL:  # type: ignore[attr-defined]
+                code = err.code()  # type: ignore[attr-defined]
+                renewable = code == grpc.StatusCode.UNAUTHENTICATED and self._token is not None and self.worker_id != ""
+                if code in _FATAL and not renewable:
                     raise from_rpc_error(err) from None
                 if not self._stopping.is_set():
                     log.warning("gateway stream broke (%s); reconnecting in %.1f s", err.code(), delay)  # type: ignore[attr-defined]
@@ -215,7 +221,8 @@ class Worker:
 
         beat: Optional["asyncio.Task[None]"] = None
         try:
-            call = gw_grpc.WorkerGatewayServiceStub(channel).Connect(requests(), metadata=self._md)
+            md = (("authorization", f"Bearer {self._token()}"),) if self._token is not None else self._md
+            call = gw_grpc.WorkerGatewayServiceStub(channel).Connect(requests(), metadata=md)
             async for res in call:
                 kind = res.WhichOneof("message")
                 if kind == "welcome":
