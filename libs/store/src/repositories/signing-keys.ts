@@ -48,21 +48,24 @@ export async function insertSigningKey(db: DbOrTx, row: NewSigningKeyRow): Promi
 
 /**
  * Marks the signing keys rotated, each to retire `retireAfterMs` from now (or earlier,
- * if it already was to); returns their kids and that time, by the database's clock.
+ * if it already was to); returns their kids and that time, by the database's clock (read
+ * once, so the time reported is the time stored, in a transaction or not).
  */
 export async function rotateOutSigningKeys(
   db: DbOrTx,
   retireAfterMs: number,
 ): Promise<{ kids: string[]; retireAt: Date }> {
-  const retireAt = sql`now() + ${retireAfterMs} * interval '1 millisecond'`;
+  const [at] = await db.execute<{ t: string }>(
+    sql`SELECT (now() + ${retireAfterMs} * interval '1 millisecond')::text AS t`,
+  );
+  const retireAt = new Date(at!.t);
   const rotated = await db
     .update(k)
     .set({
       rotatedAt: sql`now()`,
-      retiresAt: sql`LEAST(COALESCE(${k.retiresAt}, 'infinity'), ${retireAt})`,
+      retiresAt: sql`LEAST(COALESCE(${k.retiresAt}, 'infinity'), ${retireAt.toISOString()}::timestamptz)`,
     })
     .where(isNull(k.rotatedAt))
     .returning({ kid: k.kid });
-  const [at] = await db.execute<{ t: string }>(sql`SELECT (${retireAt})::text AS t`);
-  return { kids: rotated.map((r) => r.kid), retireAt: new Date(at!.t) };
+  return { kids: rotated.map((r) => r.kid), retireAt };
 }
