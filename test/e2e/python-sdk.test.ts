@@ -1,6 +1,7 @@
 import t from 'tap';
 import { stateName } from '@aijob/sdk';
 import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
+import { OtlpReceiver } from '../helpers/otlp-receiver.js';
 import { PythonProcess, pythonMissing } from '../helpers/python.js';
 
 // One platform with the worker gateway: the Python SDK's own tests (client, worker,
@@ -11,8 +12,18 @@ if (missing)
 
 let p: Platform;
 let gateway: string;
+const otlp = new OtlpReceiver();
 t.before(async () => {
-  p = await startPlatform(t, { serviceEnv: { worker: { WORKER_CONCURRENCY: '2' } } });
+  await otlp.start();
+  t.teardown(() => otlp.stop());
+  p = await startPlatform(t, {
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    },
+    serviceEnv: { worker: { WORKER_CONCURRENCY: '2' } },
+  });
   gateway = await p.startGateway();
 });
 
@@ -38,6 +49,21 @@ t.test('the Python SDK: clients, workers, cancellation, timeouts, hand-back, fen
     [{ provider: 'openai', model: 'gpt-4o-mini', prompt_tokens: 12, completion_tokens: 3 }],
     "a Python handler's usage is recorded",
   );
+
+  // One trace follows a job through the gateway as through a NATS worker.
+  const [row] = await p.sql()<{ traceparent: string }[]>`
+    SELECT traceparent FROM jobs WHERE type = 'py.echo' AND state = 'SUCCEEDED' ORDER BY id LIMIT 1`;
+  const traceId = row!.traceparent.split('-')[1]!;
+  const succeeded = (s: { name: string; attributes: Record<string, unknown> }) =>
+    s.name.startsWith('aijob.transition') && s.attributes['aijob.state'] === 'SUCCEEDED';
+  await waitFor(() => otlp.trace(traceId).some(succeeded), 20_000, "the job's spans to arrive");
+  const spans = otlp.trace(traceId);
+  const admit = spans.find((s) => s.name === 'aijob.admit');
+  const exec = spans.find((s) => s.name === 'aijob.execute py.echo');
+  t.equal(exec?.service, 'aijob-gateway', "the attempt's span is the gateway's");
+  t.equal(exec?.attributes['aijob.outcome'], 'succeeded');
+  t.equal(exec?.parentSpanId, admit?.spanId, 'execution is a child of admission');
+  t.equal(spans.find(succeeded)?.parentSpanId, exec?.spanId, 'the final transition is a child of execution');
 });
 
 t.test(
@@ -104,10 +130,17 @@ t.test(
 t.test('a revoked worker key ends its session within seconds; the job it held runs on another worker', async (t) => {
   const c = p.client();
   const { apiKey, key } = await c.admin.createApiKey({ scopes: ['workers:run'], name: 'python worker' });
-  const revoked = new PythonProcess('tests/worker_process.py', env({ AIJOB_API_KEY: apiKey, AIJOB_QUEUE: 'revoke', AIJOB_SLOTS: '1' }));
+  const revoked = new PythonProcess(
+    'tests/worker_process.py',
+    env({ AIJOB_API_KEY: apiKey, AIJOB_QUEUE: 'revoke', AIJOB_SLOTS: '1' }),
+  );
   t.teardown(() => revoked.kill());
   await waitFor(() => revoked.lines.find((l) => l['connected']), 30_000, 'the worker with its own key to connect');
-  const job = await waitFor(() => c.submit({ type: 'sleep', queue: 'revoke', input: { ms: 600_000 } }).catch(() => undefined), 10_000, 'sleep on queue revoke');
+  const job = await waitFor(
+    () => c.submit({ type: 'sleep', queue: 'revoke', input: { ms: 600_000 } }).catch(() => undefined),
+    10_000,
+    'sleep on queue revoke',
+  );
   await waitFor(() => revoked.lines.find((l) => l['started'] === job.id), 30_000, 'the job to start');
   const at = Date.now();
   await c.admin.revokeApiKey(key.id);
@@ -117,7 +150,11 @@ t.test('a revoked worker key ends its session within seconds; the job it held ru
   t.match(revoked.output, /UnauthenticatedError/, 'with UnauthenticatedError');
   const other = new PythonProcess('tests/worker_process.py', env({ AIJOB_QUEUE: 'revoke', AIJOB_SLOTS: '1' }));
   t.teardown(() => other.kill());
-  await waitFor(() => other.lines.find((l) => l['started'] === job.id), 30_000, 'the handed-back job to start on the other worker');
+  await waitFor(
+    () => other.lines.find((l) => l['started'] === job.id),
+    30_000,
+    'the handed-back job to start on the other worker',
+  );
   const again = other.lines.find((l) => l['started'] === job.id)!;
   t.equal(again['attempt'], 1, 'the same attempt: handed back, none counted');
   await c.cancel(job.id);

@@ -15,7 +15,7 @@ import {
 import { decode, ensureDurable, ensureStreams, type Bus, type EventPublisher, type Topology } from '@aijob/bus';
 import type { SchedulerLink } from '@aijob/worker';
 import { DeadlineExceededError, errorMessage, UnavailableError, type Logger } from '@aijob/core';
-import { counter, gauge } from '@aijob/telemetry';
+import { counter, gauge, inSpan } from '@aijob/telemetry';
 import { QueuePuller, type Claim } from './queue-puller.js';
 import { outputJsonOf } from './validation.js';
 import type { HeldAttempt, WorkerSession } from './worker-session.js';
@@ -119,7 +119,7 @@ export class DispatchHub {
     // An attempt whose result or hand-back is being stored is left to that (if the store
     // fails, its message stays unacked and is redelivered after ack_wait).
     const attempts = [...s.inHand.values()].filter((h) => !h.ending);
-    for (const h of attempts) this.release(h);
+    for (const h of attempts) this.release(h, 'handed_back');
     await Promise.all(
       attempts.map((h) =>
         this.d.events
@@ -263,11 +263,9 @@ export class DispatchHub {
       return this.refuse(r.jobId, r.attempt, `could not be stored (${errorMessage(err)}); the job will run again`);
     }
     h.msg.ack();
-    this.release(h);
-    this.metrics.attempts.inc({
-      queue: h.job.queue,
-      status: JobState[end.state]!.replace('JOB_STATE_', '').toLowerCase(),
-    });
+    const status = JobState[end.state]!.replace('JOB_STATE_', '').toLowerCase();
+    this.release(h, status);
+    this.metrics.attempts.inc({ queue: h.job.queue, status });
     this.metrics.reports.inc({ outcome: 'accepted' });
     return { jobId: r.jobId, attempt: r.attempt, accepted: true, reason: '' };
   }
@@ -280,7 +278,7 @@ export class DispatchHub {
     await this.d.events.publish(
       this.event(h, JobState.JOB_STATE_DISPATCHED, { previousState: JobState.JOB_STATE_RUNNING }),
     );
-    this.release(h);
+    this.release(h, 'handed_back');
     await this.heartbeat(s).catch(() => undefined);
     h.msg.nak();
     this.metrics.attempts.inc({ queue: h.job.queue, status: 'handed_back' });
@@ -302,8 +300,9 @@ export class DispatchHub {
     return { jobId: jobId.slice(0, 64), attempt, accepted: false, reason };
   }
 
-  /** Forgets an attempt (its message is acked or nak'ed by the caller) and frees its slot. */
-  private release(h: HeldAttempt): void {
+  /** Forgets an attempt (its message is acked or nak'ed by the caller), ends its span and frees its slot. */
+  private release(h: HeldAttempt, outcome: string): void {
+    h.finishSpan?.(outcome);
     clearTimeout(h.timeout);
     clearTimeout(h.progressTimer);
     if (this.held.get(h.job.jobId) === h) this.held.delete(h.job.jobId);
@@ -379,7 +378,35 @@ export class DispatchHub {
       this.wake(s);
       return;
     }
-    const h: HeldAttempt = { job, msg: m, session: s, startedAt: new Date(), ending: false };
+    const h: HeldAttempt = {
+      job,
+      msg: m,
+      session: s,
+      startedAt: new Date(),
+      ending: false,
+      traceparent: job.traceparent,
+    };
+    // The attempt's span continues the job's trace (the admission span is its parent), as a NATS worker's does.
+    const attrs = {
+      'aijob.job_id': job.jobId,
+      'aijob.queue': job.queue,
+      'aijob.attempt': job.attempt,
+      'aijob.type': job.type,
+      'aijob.worker_id': s.workerId,
+    };
+    void inSpan(
+      `aijob.execute ${job.type}`,
+      job.traceparent,
+      attrs,
+      (traceparent, span) =>
+        new Promise<void>((resolve) => {
+          h.traceparent = traceparent || job.traceparent;
+          h.finishSpan = (outcome) => {
+            span.setAttribute('aijob.outcome', outcome);
+            resolve();
+          };
+        }),
+    );
     this.held.set(job.jobId, h);
     s.inHand.set(job.jobId, h);
     const timeoutMs = job.timeout ? durationToMs(job.timeout) : 300_000;
@@ -406,7 +433,7 @@ export class DispatchHub {
     } catch {
       h.msg.nak();
     }
-    this.release(h);
+    this.release(h, 'timeout');
     this.metrics.attempts.inc({ queue: h.job.queue, status: 'timeout' });
   }
 
@@ -448,7 +475,7 @@ export class DispatchHub {
       at: new Date(),
       queue: j.queue,
       workspaceId: j.workspaceId,
-      traceparent: j.traceparent,
+      traceparent: h.traceparent,
       source: 'worker',
       startedAt: h.startedAt,
       gangId: j.gangId,

@@ -10,6 +10,10 @@ export interface HeldAttempt {
   readonly startedAt: Date;
   /** Set once an end (result, timeout, hand-back) is being stored: later ones are refused. */
   ending: boolean;
+  /** The attempt span's, carried by its events. */
+  traceparent: string;
+  /** Ends the attempt's span. */
+  finishSpan?: (outcome: string) => void;
   timeout?: NodeJS.Timeout;
   progressTimer?: NodeJS.Timeout;
   lastProgress?: { pct: number; note: string };
