@@ -102,7 +102,7 @@ class ClientAndWorker(unittest.IsolatedAsyncioTestCase):
     async def test_sync_client_submit_and_wait_runs_on_the_python_worker_with_usage(self) -> None:
         async with serving(self.w):
             def sync_calls() -> aijob.Job:
-                with aijob.Client(JOB_ADDR, api_key=KEY) as c:
+                with aijob.Client(JOB_ADDR, token=lambda: KEY) as c:  # a callable: asked at every call
                     end = time.monotonic() + DEADLINE
                     while True:
                         try:

@@ -6,31 +6,24 @@
 from __future__ import annotations
 
 import time
-from typing import AsyncIterator, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, Any
+from typing import Any, AsyncIterator, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
 
+from aijob._auth import Auth, Token
 from aijob.errors import DeadlineExceededError, from_rpc_error
 from aijob.jobs import Job, JobPage, JobSpec, JobState, list_request, submit_request
 from aijob.v1 import job_service_pb2 as pb
 from aijob.v1 import job_service_pb2_grpc as pb_grpc
 
 Spec = Union[JobSpec, Mapping[str, Any]]
-Metadata = Tuple[Tuple[str, str], ...]
 
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
-
-
-def _metadata(api_key: Optional[str], token: Optional[str]) -> Metadata:
-    credential = token or api_key
-    if not credential:
-        raise ValueError("an api_key or token is needed")
-    return (("authorization", f"Bearer {credential}"),)
 
 
 def _credentials(secure: bool, root_certificates: Optional[bytes]) -> Optional[grpc.ChannelCredentials]:
@@ -41,9 +34,9 @@ class Client:
     """A blocking client. Every call takes `timeout` seconds at most (default 30); errors
     are the typed `aijob.errors` classes. `secure=True` uses TLS (through the Istio gateway)."""
 
-    def __init__(self, address: str = "localhost:50052", *, api_key: Optional[str] = None, token: Optional[str] = None,
+    def __init__(self, address: str = "localhost:50052", *, api_key: Optional[str] = None, token: Optional[Token] = None,
                  timeout: float = 30.0, secure: bool = False, root_certificates: Optional[bytes] = None) -> None:
-        self._md = _metadata(api_key, token)
+        self._md = Auth(api_key, token)
         creds = _credentials(secure, root_certificates)
         self._channel = (grpc.secure_channel(address, creds, _CHANNEL_OPTIONS) if creds
                          else grpc.insecure_channel(address, _CHANNEL_OPTIONS))
@@ -61,7 +54,7 @@ class Client:
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
-            return method(request, metadata=self._md, timeout=self.timeout, wait_for_ready=True)
+            return method(request, metadata=self._md(), timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
@@ -93,7 +86,7 @@ class Client:
         """The job now and at every change, until it ends (or `timeout` seconds pass:
         DeadlineExceededError)."""
         try:
-            for res in self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._md, timeout=timeout,
+            for res in self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._md(), timeout=timeout,
                                            wait_for_ready=True):
                 job = Job.from_proto(res.job)
                 yield job
@@ -122,9 +115,9 @@ class Client:
 class AsyncClient:
     """The asyncio client: the same calls as `Client`, awaited; `watch` is an async iterator."""
 
-    def __init__(self, address: str = "localhost:50052", *, api_key: Optional[str] = None, token: Optional[str] = None,
+    def __init__(self, address: str = "localhost:50052", *, api_key: Optional[str] = None, token: Optional[Token] = None,
                  timeout: float = 30.0, secure: bool = False, root_certificates: Optional[bytes] = None) -> None:
-        self._md = _metadata(api_key, token)
+        self._md = Auth(api_key, token)
         creds = _credentials(secure, root_certificates)
         self._channel = (grpc.aio.secure_channel(address, creds, _CHANNEL_OPTIONS) if creds
                          else grpc.aio.insecure_channel(address, _CHANNEL_OPTIONS))
@@ -142,7 +135,7 @@ class AsyncClient:
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:
-            return await method(request, metadata=self._md, timeout=self.timeout, wait_for_ready=True)
+            return await method(request, metadata=self._md(), timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
@@ -168,7 +161,7 @@ class AsyncClient:
         return Job.from_proto((await self._call(self._stub.RetryJob, pb.RetryJobRequest(job_id=job_id))).job)
 
     async def watch(self, job_id: str, timeout: Optional[float] = None) -> AsyncIterator[Job]:
-        call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._md, timeout=timeout, wait_for_ready=True)
+        call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=self._md(), timeout=timeout, wait_for_ready=True)
         try:
             async for res in call:
                 job = Job.from_proto(res.job)

@@ -22,11 +22,12 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence
 
 import grpc
 import grpc.aio
 
+from aijob._auth import Auth, Token
 from aijob.errors import NonRetryableError, RetryableError, from_rpc_error
 from aijob.v1 import job_pb2, worker_gateway_service_pb2 as gw
 from aijob.v1 import worker_gateway_service_pb2_grpc as gw_grpc
@@ -97,23 +98,20 @@ class Worker:
     (the same attempt when it was handed back); use `job.idempotency_key` for side effects."""
 
     def __init__(self, address: str = "localhost:50054", *, api_key: Optional[str] = None,
-                 token: Union[str, Callable[[], str], None] = None,
+                 token: Optional[Token] = None,
                  queues: Sequence[str] = ("default",), slots: int = 10, name: Optional[str] = None,
                  labels: Optional[Mapping[str, str]] = None, secure: bool = False,
                  root_certificates: Optional[bytes] = None, reconnect_delay: float = 0.5) -> None:
-        credential = token or api_key
-        if not credential:
-            raise ValueError("an api_key or token is needed")
+        self._auth = Auth(api_key, token)
         #: A callable token is asked again at every connect (a JWT that expires, e.g. from
         #: AuthService.IssueToken): a session ended UNAUTHENTICATED then reconnects.
-        self._token = credential if callable(credential) else None
+        self._renewable = callable(token)
         self.address = address
         self.queues = list(queues)
         self.slots = slots
         self.name = name or f"py-{socket.gethostname()}-{os.getpid()}"[:64]
         self.labels = dict(labels or {})
         self.worker_id = ""
-        self._md = () if callable(credential) else (("authorization", f"Bearer {credential}"),)
         self._creds = grpc.ssl_channel_credentials(root_certificates) if secure or root_certificates else None
         self._handlers: Dict[str, Handler] = {}
         self._running: Dict[str, _Attempt] = {}
@@ -165,7 +163,7 @@ class Worker:
                 delay = self._reconnect_delay
             except grpc.RpcError as err:
                 code = err.code()  # type: ignore[attr-defined]
-                renewable = code == grpc.StatusCode.UNAUTHENTICATED and self._token is not None and self.worker_id != ""
+                renewable = code == grpc.StatusCode.UNAUTHENTICATED and self._renewable and self.worker_id != ""
                 if code in _FATAL and not renewable:
                     raise from_rpc_error(err) from None
                 if not self._stopping.is_set():
@@ -221,8 +219,7 @@ class Worker:
 
         beat: Optional["asyncio.Task[None]"] = None
         try:
-            md = (("authorization", f"Bearer {self._token()}"),) if self._token is not None else self._md
-            call = gw_grpc.WorkerGatewayServiceStub(channel).Connect(requests(), metadata=md)
+            call = gw_grpc.WorkerGatewayServiceStub(channel).Connect(requests(), metadata=self._auth())
             async for res in call:
                 kind = res.WhichOneof("message")
                 if kind == "welcome":
