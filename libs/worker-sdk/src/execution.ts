@@ -26,8 +26,16 @@ export type Outcome =
  * only after the end event is stored, so a crash before that redelivers the work.
  */
 export class Execution {
-  readonly abort = new AbortController();
   readonly info: JobInfo;
+  /** Why the attempt was stopped, once it was (timeout, CancelJob, shutdown). */
+  private reason: AbortReason | undefined;
+  /**
+   * Made when the handler first reads `ctx.signal` (most handlers of short jobs never do:
+   * an AbortController per job is a measurable share of a busy worker's CPU).
+   */
+  private controller: AbortController | undefined;
+  /** Rejects the running handler's race (see `race`). */
+  private stopRace: ((reason: AbortReason) => void) | undefined;
   private usage: JobUsage[] = [];
   private lastProgress: { pct: number; note: string } | undefined;
   private progressTimer: NodeJS.Timeout | undefined;
@@ -42,7 +50,19 @@ export class Execution {
   }
 
   cancel(kind: AbortReason['kind'], message: string): void {
-    if (!this.abort.signal.aborted) this.abort.abort(new AbortReason(kind, message));
+    if (this.reason) return;
+    this.reason = new AbortReason(kind, message);
+    this.controller?.abort(this.reason);
+    this.stopRace?.(this.reason);
+  }
+
+  /** The handler's abort signal, made on first use (already aborted when the attempt was stopped before). */
+  private get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.reason) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
   }
 
   /** Runs the attempt in a span continuing the job's trace (the admission span is its parent). */
@@ -83,16 +103,17 @@ export class Execution {
     const timeout = setTimeout(() => this.cancel('timeout', `timed out after ${this.info.timeoutMs} ms`), this.info.timeoutMs);
     let outcome: Outcome;
     try {
-      const log = () => this.log;
       if (!handler) throw failureAsError({ code: 'UNKNOWN_JOB_TYPE', message: `no handler for job type "${this.info.type}"`, retryable: false });
-      const result = await raceAbort(handler(this.info, {
-        signal: this.abort.signal,
+      // eslint-disable-next-line @typescript-eslint/no-this-alias
+      const exec = this;
+      const result = await this.race(handler(this.info, {
+        get signal() { return exec.signal; },
         attempt: this.info.attempt,
         idempotencyKey: this.job.idempotencyKey || this.info.id,
         progress: (pct, note) => this.progress(pct, note ?? ''),
         reportUsage: (u) => this.record(u),
-        get log() { return log(); },
-      }), this.abort.signal);
+        get log() { return exec.log; },
+      }));
       outcome = { kind: 'succeeded', outputJson: asOutputJson(result) };
     } catch (err) {
       outcome = this.outcomeOf(err);
@@ -121,9 +142,18 @@ export class Execution {
     return outcome;
   }
 
+  /** Settles with the handler, or rejects as soon as the attempt is stopped (a handler may ignore its signal). */
+  private race<T>(p: Promise<T>): Promise<T> {
+    if (this.reason) return Promise.reject(this.reason);
+    return new Promise<T>((resolve, reject) => {
+      this.stopRace = reject;
+      p.then(resolve, reject);
+    }).finally(() => { this.stopRace = undefined; });
+  }
+
   private outcomeOf(err: unknown): Outcome {
-    const reason = this.abort.signal.reason;
-    if (this.abort.signal.aborted && reason instanceof AbortReason) {
+    const reason = this.reason;
+    if (reason) {
       if (reason.kind === 'cancelled') return { kind: 'cancelled' };
       if (reason.kind === 'timeout') return { kind: 'failed', failure: { code: 'TIMEOUT', message: reason.message, retryable: true } };
       return { kind: 'handed_back' };
@@ -188,12 +218,3 @@ function asOutputJson(result: unknown): string {
   return json;
 }
 
-/** Settles with the handler, or rejects as soon as the signal aborts (a handler may ignore it). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}

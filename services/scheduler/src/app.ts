@@ -36,7 +36,7 @@ const queues = new QueueRepository(store, {
 const controller = new Controller({
   store, bus, topology: t, queues, registry, events, log, reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
   streams: { replicas: config.NATS_REPLICAS, maxAgeMs: config.STREAM_MAX_AGE_MS, maxBytes: config.STREAM_MAX_BYTES },
-  dispatcher: new Dispatcher(store, bus.js, events, t, log, { leaseName: LEASE, holder: config.SCHEDULER_ID }),
+  dispatcher: new Dispatcher(store, bus.js, bus.nc, t, log, { leaseName: LEASE, holder: config.SCHEDULER_ID }),
   reconcile: {
     dispatchStuckMs: config.DISPATCH_STUCK_MS, gangPlacementTimeoutMs: config.GANG_PLACEMENT_TIMEOUT_MS,
     heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,

@@ -1,6 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { DispatchedJob, JobEvent, JobState, msToDuration } from '@aijob/contracts';
-import { encode, traceHeaders, type EventPublisher, type Topology } from '@aijob/bus';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { DispatchedJob, JobsChanged, msToDuration } from '@aijob/contracts';
+import { encode, traceHeaders, type Topology } from '@aijob/bus';
 import { errorMessage, type Logger } from '@aijob/core';
 import { childSpan } from '@aijob/telemetry';
 import type { Store } from '@aijob/store';
@@ -37,14 +38,16 @@ export interface Dispatched {
 /**
  * Turns admitted jobs into work: one fenced statement moves them to DISPATCHED (only
  * while this replica holds the lease at `epoch`, only if still QUEUED or RETRY_WAIT),
- * records history and reads their input; then each goes to `<ns>.dispatch.<queue>`
- * and one batched DISPATCHED event tells everyone else.
+ * records history and reads their input; then each goes to `<ns>.dispatch.<queue>`.
+ * Nothing consumes a DISPATCHED event (the record is already written, and the leader
+ * knows its slots), so none goes to the events stream: one core NATS JobsChanged notice
+ * wakes the WatchJob streams of the round's jobs instead.
  */
 export class Dispatcher {
   constructor(
     private readonly store: Store,
     private readonly js: JetStreamClient,
-    private readonly events: EventPublisher,
+    private readonly nc: NatsConnection,
     private readonly t: Topology,
     private readonly log: Logger,
     private readonly o: { leaseName: string; holder: string },
@@ -83,11 +86,7 @@ export class Dispatcher {
         throw err;
       }
     }));
-    void Promise.all(rows.map((r, i) => this.events.publish(JobEvent.fromPartial({
-      jobId: r.id, attempt: r.attempt, state: JobState.JOB_STATE_DISPATCHED, at: r.dispatched_at, queue: r.queue,
-      workspaceId: r.workspace_id, traceparent: r.traceparent, source: 'scheduler',
-      previousState: JobState.JOB_STATE_QUEUED, dispatchSeq: out[i]!.seq,
-    })))).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'DISPATCHED events not published'));
+    if (rows.length > 0) this.nc.publish(this.t.subjects.jobsChanged, encode(JobsChanged, { jobIds: rows.map((r) => r.id) }));
     return out;
   }
 
