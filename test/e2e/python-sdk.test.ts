@@ -1,6 +1,8 @@
 import t from 'tap';
+import * as grpc from '@grpc/grpc-js';
 import { stateName } from '@aijob/sdk';
 import { startPlatform, waitFor, type Platform } from '../helpers/platform.js';
+import { HealthCheckClientShim } from '../helpers/health.js';
 import { OtlpReceiver } from '../helpers/otlp-receiver.js';
 import { PythonProcess, pythonMissing } from '../helpers/python.js';
 
@@ -157,5 +159,59 @@ t.test('a revoked worker key ends its session within seconds; the job it held ru
   );
   const again = other.lines.find((l) => l['started'] === job.id)!;
   t.equal(again['attempt'], 1, 'the same attempt: handed back, none counted');
+  await c.cancel(job.id);
+});
+
+t.test('the gateway answers bytes that are no ConnectRequest with INVALID_ARGUMENT and keeps serving', async (t) => {
+  const client = new grpc.Client(gateway, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${p.apiKey}`);
+  const status = await new Promise<grpc.StatusObject>((resolve) => {
+    const call = client.makeBidiStreamRequest(
+      '/aijob.v1.WorkerGatewayService/Connect',
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      md,
+    );
+    call.on('data', () => undefined);
+    call.on('status', resolve);
+    call.on('error', () => undefined);
+    call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+  });
+  t.equal(status.code, grpc.status.INVALID_ARGUMENT, status.details);
+  const health = new HealthCheckClientShim(gateway);
+  t.teardown(() => health.close());
+  t.equal(await health.check(''), 'SERVING', 'the gateway still serves');
+});
+
+t.test('a worker reconnects to a restarted gateway and gets the job the old one handed back', async (t) => {
+  const c = p.client();
+  const worker = new PythonProcess('tests/worker_process.py', env({ AIJOB_QUEUE: 'restart', AIJOB_SLOTS: '1' }));
+  t.teardown(() => worker.kill());
+  await waitFor(() => worker.lines.find((l) => l['connected']), 30_000, 'the worker to connect');
+  const job = await waitFor(
+    () => c.submit({ type: 'sleep', queue: 'restart', input: { ms: 600_000 } }).catch(() => undefined),
+    10_000,
+    'sleep on queue restart',
+  );
+  await waitFor(() => worker.lines.find((l) => l['started'] === job.id), 30_000, 'the job to start');
+  const port = gateway.split(':')[1]!;
+  await p.proc('gateway').stop();
+  await p.spawn('gateway', { GATEWAY_ID: `${p.id}-gateway`, GRPC_PORT: port }, 'gateway-2');
+  const starts = await waitFor(
+    () => {
+      const s = worker.lines.filter((l) => l['started'] === job.id);
+      return s.length >= 2 ? s : undefined;
+    },
+    30_000,
+    'the worker to run the job again through the new gateway',
+  );
+  t.same(
+    starts.map((s) => s['attempt']),
+    [1, 1],
+    "handed back at the old gateway's shutdown: the same attempt",
+  );
+  t.ok(worker.running, 'the worker kept running across the restart');
   await c.cancel(job.id);
 });

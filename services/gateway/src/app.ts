@@ -63,9 +63,10 @@ const grpcPort = await grpc.listen(config.GRPC_HOST, config.GRPC_PORT);
 
 // Each session is heartbeaten to the scheduler, at the interval it answers with.
 let beatTimer: NodeJS.Timeout | undefined;
+let sessionsClosed = false;
 const beat = async () => {
   await hub.beat(config.HEARTBEAT_INTERVAL_MS).catch((err: unknown) => log.warn({ err }, 'session heartbeats failed'));
-  if (accepting) beatTimer = setTimeout(() => void beat(), scheduler.intervalMs);
+  if (!sessionsClosed) beatTimer = setTimeout(() => void beat(), scheduler.intervalMs);
 };
 void beat();
 
@@ -87,8 +88,10 @@ handleShutdown(log, [
   {
     name: 'sessions',
     run: async () => {
-      clearTimeout(beatTimer);
+      // Heartbeats go on until every session is closed (its last beat lists no jobs).
       await hub.stop();
+      sessionsClosed = true;
+      clearTimeout(beatTimer);
     },
   },
   { name: 'grpc', run: () => grpc.shutdown(1_000) },

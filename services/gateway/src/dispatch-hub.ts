@@ -141,13 +141,17 @@ export class DispatchHub {
   /** Stops pulling; every session's attempts are handed back, then its stream ends UNAVAILABLE (connect again). */
   async stop(): Promise<void> {
     for (const s of this.sessions) s.draining = true;
-    await Promise.all([...this.pullers.values()].map((p) => p.stop()));
+    // Sessions are closed at once, not after the pulls in flight expire (up to 2 s, past
+    // the scheduler's patience with a silent worker in small settings); what those pulls
+    // still bring finds no session and goes back to the stream.
+    const pulling = Promise.all([...this.pullers.values()].map((p) => p.stop()));
     await Promise.all(
       [...this.sessions].map(async (s) => {
         await this.close(s);
         s.end(new UnavailableError('the gateway is shutting down; connect again'));
       }),
     );
+    await pulling;
     clearInterval(this.keepAliveTimer);
     this.cancels?.unsubscribe();
   }
@@ -275,6 +279,7 @@ export class DispatchHub {
     const h = this.current(s, jobId, attempt);
     if (typeof h === 'string') return this.refuse(jobId, attempt, h);
     h.ending = true;
+    s.rememberHandBack(jobId);
     await this.d.events.publish(
       this.event(h, JobState.JOB_STATE_DISPATCHED, { previousState: JobState.JOB_STATE_RUNNING }),
     );
@@ -332,19 +337,23 @@ export class DispatchHub {
       m.ack();
       return;
     }
-    const claim = claims.find((c) => c.left > 0 && c.session.accepting && c.session.runs(job.type));
+    // A session that handed this job back never gets it again: its late result for the
+    // attempt could not be told from one for the new delivery (fencing is per attempt).
+    const fits = (s: WorkerSession) => s.runs(job.type) && !s.handedBack.has(job.jobId);
+    const claim = claims.find((c) => c.left > 0 && c.session.accepting && fits(c.session));
     let target: WorkerSession | undefined;
     if (claim) {
       claim.left--;
       target = claim.session; // the claim's reserved slot now belongs to this attempt
     } else {
-      target = [...this.sessions].find((s) => s.serves(queue) && s.runs(job.type) && s.free > 0);
+      target = [...this.sessions].find((s) => s.serves(queue) && fits(s) && s.free > 0);
       if (target) target.reserved++;
     }
     if (!target) {
-      const someoneRuns = [...this.sessions].some((s) => s.serves(queue) && s.runs(job.type));
-      if (someoneRuns) {
-        m.nak(BUSY_DELAY_MS);
+      const runners = [...this.sessions].filter((s) => s.serves(queue) && s.runs(job.type));
+      if (runners.length > 0) {
+        // Busy (soon again), or only sessions that handed it back (for another worker).
+        m.nak(runners.some(fits) ? BUSY_DELAY_MS : PASS_ON_DELAY_MS);
         return;
       }
       if (m.info.deliveryCount < PASS_ON_DELIVERIES) {

@@ -30,6 +30,8 @@ export class WorkerSession {
   draining = false;
   closed = false;
   lastSeen = Date.now();
+  /** Jobs this session handed back: never given to it again. */
+  readonly handedBack = new Set<string>();
   private readonly types: Set<string>;
 
   constructor(
@@ -51,6 +53,11 @@ export class WorkerSession {
 
   get free(): number {
     return this.accepting ? Math.max(0, this.spec.slots - this.inHand.size - this.reserved) : 0;
+  }
+
+  rememberHandBack(jobId: string): void {
+    if (this.handedBack.size >= 10_000) this.handedBack.delete(this.handedBack.values().next().value!);
+    this.handedBack.add(jobId);
   }
 
   serves(queue: string): boolean {
