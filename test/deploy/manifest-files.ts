@@ -3,7 +3,7 @@
 // namespace, labels), so tests check what a cluster receives without a kustomize binary.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { isScalar, parseAllDocuments, visit } from 'yaml';
 import { repoRoot } from '../helpers/processes.js';
 
 /** A manifest: free-form YAML, narrowed where tests look. */
@@ -29,12 +29,28 @@ export function yamlFiles(...dirs: string[]): string[] {
   return out.sort();
 }
 
-/** Every non-empty document of the files; throws naming the file on a YAML error. */
+/**
+ * Every non-empty document of the files; throws naming the file on a YAML error, and on a
+ * mapping key that is not a string (`8001:`), which kubectl and kustomize refuse
+ * ("json: unsupported type: map[interface {}]interface {}").
+ */
 export function documents(files: string[]): Doc[] {
-  return files.flatMap((file) => parseAllDocuments(readFileSync(join(repoRoot, file), 'utf8')).map((d) => {
+  return files.flatMap((file) => parseYaml(readFileSync(join(repoRoot, file), 'utf8'), file).map((obj) => ({ file, obj })));
+}
+
+/** The non-empty documents of one YAML text, held to the rules of `documents`. */
+export function parseYaml(text: string, file = '(text)'): K8s[] {
+  return parseAllDocuments(text).map((d) => {
     if (d.errors.length) throw new Error(`${file}: ${d.errors[0]!.message}`);
-    return { file, obj: d.toJS() as K8s };
-  })).filter((d) => d.obj !== null && d.obj !== undefined);
+    visit(d, {
+      Pair(_, pair) {
+        if (isScalar(pair.key) && typeof pair.key.value !== 'string') {
+          throw new Error(`${file}: key ${String(pair.key.value)} is a ${typeof pair.key.value}, not a string: quote it`);
+        }
+      },
+    });
+    return d.toJS() as K8s;
+  }).filter((o) => o !== null && o !== undefined);
 }
 
 export const isKubernetes = (o: K8s) => typeof o['apiVersion'] === 'string' && typeof o['kind'] === 'string';

@@ -9,22 +9,32 @@ import * as batch from 'kubernetes-models/batch/v1';
 import * as autoscaling from 'kubernetes-models/autoscaling/v2';
 import * as policy from 'kubernetes-models/policy/v1';
 import * as networking from 'kubernetes-models/networking.k8s.io/v1';
-import * as istioNet from '@kubernetes-models/istio/networking.istio.io/v1';
+// Istio's v1 APIs are its v1beta1 (networking, PeerAuthentication) and v1alpha1 (telemetry)
+// ones promoted unchanged; @kubernetes-models/istio ships them all as v1 only in releases
+// that need Node 22.
+import * as istioNet from '@kubernetes-models/istio/networking.istio.io/v1beta1';
 import * as istioSec from '@kubernetes-models/istio/security.istio.io/v1';
-import * as istioTel from '@kubernetes-models/istio/telemetry.istio.io/v1';
+import * as istioSecBeta from '@kubernetes-models/istio/security.istio.io/v1beta1';
+import * as istioTel from '@kubernetes-models/istio/telemetry.istio.io/v1alpha1';
 import * as istioInstall from '@kubernetes-models/istio/install.istio.io/v1alpha1';
 import { repoRoot } from '../helpers/processes.js';
 import {
-  build, documents, find, isKubernetes, isKustomization, kustomizationFiles, overlays, yamlFiles, type K8s,
+  build, documents, find, isKubernetes, isKustomization, kustomizationFiles, overlays, parseYaml, yamlFiles, type K8s,
 } from './manifest-files.js';
 
 type Model = new (o: never) => { validate(): void };
 const models: Record<string, Record<string, Model>> = {
   'apps/v1': apps as never, v1: core as never, 'batch/v1': batch as never, 'autoscaling/v2': autoscaling as never,
   'policy/v1': policy as never, 'networking.k8s.io/v1': networking as never, 'networking.istio.io/v1': istioNet as never,
-  'security.istio.io/v1': istioSec as never, 'telemetry.istio.io/v1': istioTel as never,
+  'security.istio.io/v1': { PeerAuthentication: istioSecBeta.PeerAuthentication, ...istioSec } as never, 'telemetry.istio.io/v1': istioTel as never,
   'install.istio.io/v1alpha1': istioInstall as never,
 };
+/** The apiVersion a model's schema names, where it is not the manifest's own. */
+const schemaVersion: Record<string, string> = {
+  'networking.istio.io/v1': 'networking.istio.io/v1beta1', 'telemetry.istio.io/v1': 'telemetry.istio.io/v1alpha1',
+  'security.istio.io/v1/PeerAuthentication': 'security.istio.io/v1beta1',
+};
+const asSchema = (o: K8s): K8s => ({ ...o, apiVersion: schemaVersion[`${o['apiVersion']}/${o['kind']}`] ?? schemaVersion[o['apiVersion']] ?? o['apiVersion'] });
 /** Custom resources without bundled schemas: checked for the fields that make them work. */
 const structural: Record<string, (o: K8s) => string[]> = {
   'monitoring.coreos.com/v1/ServiceMonitor': (o) => [
@@ -67,7 +77,7 @@ t.test('every resource validates against its Kubernetes or Istio schema', async 
     const key = `${d.obj['apiVersion']}/${d.obj['kind']}`;
     const Model = models[d.obj['apiVersion']]?.[d.obj['kind']];
     const what = `${d.file}: ${d.obj['kind']} ${d.obj['metadata']?.name}`;
-    if (Model) t.doesNotThrow(() => new Model(d.obj as never).validate(), what);
+    if (Model) t.doesNotThrow(() => new Model(asSchema(d.obj) as never).validate(), what);
     else if (structural[key]) t.same(structural[key]!(d.obj), [], `${what} has its essential fields`);
     else t.fail(`${what}: ${key} is neither a modelled kind nor a known custom resource`);
   }
@@ -78,6 +88,11 @@ t.test('a schema violation is caught (the validation is real)', async (t) => {
   const broken = structuredClone(deployment);
   broken['spec']['template']['spec']['containers'][0]['ports'][0]['containerPort'] = 'fifty';
   t.throws(() => new apps.Deployment(broken as never).validate());
+});
+
+t.test('a mapping key that is not a string is refused, as kubectl apply -k refuses it', async (t) => {
+  t.throws(() => parseYaml('spec:\n  portLevelMtls:\n    8001:\n      mode: PERMISSIVE\n'), /key 8001 is a number/);
+  t.same(parseYaml('spec:\n  portLevelMtls:\n    "8001":\n      mode: PERMISSIVE\n'), [{ spec: { portLevelMtls: { '8001': { mode: 'PERMISSIVE' } } } }]);
 });
 
 t.test('kustomizations name files that exist, and the base lists every file beside it', async (t) => {
@@ -102,7 +117,7 @@ t.test('overlays build: their patches target base resources and keep them valid'
     const docs = build(`deploy/k8s/overlays/${o}`);
     for (const d of docs.filter((d) => models[d['apiVersion']]?.[d['kind']])) {
       const Model = models[d['apiVersion']]![d['kind']]!;
-      t.doesNotThrow(() => new Model(d as never).validate(), `${o}: ${d['kind']} ${d['metadata']['name']}`);
+      t.doesNotThrow(() => new Model(asSchema(d) as never).validate(), `${o}: ${d['kind']} ${d['metadata']['name']}`);
     }
     for (const d of docs) t.ok(d['kind'] === 'Namespace' || d['metadata']['namespace'] === 'aijob', `${o}: ${d['kind']} ${d['metadata']['name']} in aijob`);
     for (const d of docs.filter((d) => d['kind'] === 'Deployment')) {
