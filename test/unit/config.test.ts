@@ -1,6 +1,6 @@
 import t from 'tap';
 import { z } from 'zod';
-import { ConfigError, loadConfig } from '@aijob/core';
+import { ConfigError, loadConfig, servicePortVariables } from '@aijob/core';
 
 const shape = {
   PORT: z.coerce.number().int().max(65535),
@@ -27,4 +27,15 @@ t.test('every bad variable is listed at once, and secrets are never echoed', asy
 t.test('empty variables count as unset and take their defaults', async (t) => {
   const c = loadConfig({ MODE: shape.MODE }, { MODE: '' });
   t.equal(c.MODE, 'a');
+});
+
+t.test('a service\'s own port variables win over the shared ones, and errors name them', async (t) => {
+  const ports = { GRPC_PORT: z.coerce.number().int().max(65535).default(50052), OPS_PORT: z.coerce.number().int().max(65535).default(8000) };
+  const job = servicePortVariables('job');
+  t.same(job, { GRPC_PORT: 'JOB_GRPC_PORT', OPS_PORT: 'JOB_OPS_PORT' });
+  t.same(loadConfig(ports, {}, job), { GRPC_PORT: 50052, OPS_PORT: 8000 });
+  t.same(loadConfig(ports, { GRPC_PORT: '1', OPS_PORT: '2' }, job), { GRPC_PORT: 1, OPS_PORT: 2 }, 'the shared ones still work');
+  t.same(loadConfig(ports, { GRPC_PORT: '1', JOB_GRPC_PORT: '3', AUTH_OPS_PORT: '9' }, job), { GRPC_PORT: 3, OPS_PORT: 8000 },
+    'JOB_GRPC_PORT wins; another service\'s variable is not read');
+  t.throws(() => loadConfig(ports, { JOB_OPS_PORT: 'x' }, job), /JOB_OPS_PORT: .*\(got "x"\)/);
 });

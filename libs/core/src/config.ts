@@ -49,26 +49,42 @@ export const commonEnv = {
 };
 
 /**
- * Parses `env` once against `shape`. Fails listing every bad variable, never only the first.
+ * A service's own names for its listener ports (`AUTH_GRPC_PORT`, `WORKER_OPS_PORT`), which
+ * win over the shared GRPC_PORT / OPS_PORT: those move every service that sees them, these
+ * let one shell (or `npm start`) give each service on a host its own ports.
+ */
+export const servicePortVariables = (service: string) => {
+  const prefix = service.toUpperCase();
+  return { GRPC_PORT: `${prefix}_GRPC_PORT`, OPS_PORT: `${prefix}_OPS_PORT` };
+};
+
+/**
+ * Parses `env` once against `shape`; `overrides` names variables that win over a key of
+ * it (see servicePortVariables). Fails listing every bad variable, never only the first.
  * This is the only place that reads process.env.
  */
 export function loadConfig<S extends z.ZodRawShape>(
   shape: S,
   env: Record<string, string | undefined> = process.env,
+  overrides: Partial<Record<keyof S & string, string>> = {},
 ): z.infer<z.ZodObject<S>> {
   const cleaned: Record<string, string> = {};
+  const from: Record<string, string> = {};
   for (const key of Object.keys(shape)) {
-    const v = env[key];
-    if (v !== undefined && v !== '') cleaned[key] = v;
+    const name = [overrides[key as keyof S & string], key].find((n) => n !== undefined && env[n] !== undefined && env[n] !== '');
+    if (name === undefined) continue;
+    cleaned[key] = env[name]!;
+    if (name !== key) from[key] = name;
   }
   const parsed = z.object(shape).safeParse(cleaned);
   if (parsed.success) return parsed.data;
   throw new ConfigError(parsed.error.issues.map((i) => {
-    const name = String(i.path[0] ?? '');
-    const given = cleaned[name];
+    const key = String(i.path[0] ?? '');
+    const name = from[key] ?? key;
+    const given = cleaned[key];
     // Secrets are never echoed, not even in a start-up error.
     const shown = given === undefined ? 'nothing' : SECRET.test(name) ? `${given.length} characters` : JSON.stringify(given);
-    return `${i.path.join('.') || '(env)'}: ${i.message}${name ? ` (got ${shown})` : ''}`;
+    return `${[name, ...i.path.slice(1)].join('.') || '(env)'}: ${i.message}${name ? ` (got ${shown})` : ''}`;
   }));
 }
 

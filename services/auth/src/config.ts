@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bool, commonEnv, ConfigError, int, loadConfig, port } from '@aijob/core';
+import { bool, commonEnv, ConfigError, int, loadConfig, port, servicePortVariables } from '@aijob/core';
 import { parseKeks } from './key-encryption.js';
 
 export const authEnv = {
@@ -40,7 +40,7 @@ export function loadAuthConfig(env: Record<string, string | undefined> = process
   const problems: string[] = [];
   let config: z.infer<z.ZodObject<typeof authEnv>> | undefined;
   try {
-    config = loadConfig(authEnv, env);
+    config = loadConfig(authEnv, env, servicePortVariables('auth'));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems);

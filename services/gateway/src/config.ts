@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { commonEnv, int, loadConfig, port } from '@aijob/core';
+import { commonEnv, int, loadConfig, port, servicePortVariables } from '@aijob/core';
 
 export const gatewayEnv = {
   LOG_LEVEL: commonEnv.LOG_LEVEL,
@@ -35,5 +35,5 @@ export const gatewayEnv = {
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 
 export function loadGatewayConfig(env: Record<string, string | undefined> = process.env) {
-  return loadConfig(gatewayEnv, env);
+  return loadConfig(gatewayEnv, env, servicePortVariables('gateway'));
 }

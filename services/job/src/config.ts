@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bool, commonEnv, int, list, loadConfig, port } from '@aijob/core';
+import { bool, commonEnv, int, list, loadConfig, port, servicePortVariables } from '@aijob/core';
 
 export const jobEnv = {
   ...commonEnv,
@@ -38,4 +38,4 @@ export const jobEnv = {
 };
 
 export type JobConfig = ReturnType<typeof loadJobConfig>;
-export const loadJobConfig = (env?: Record<string, string | undefined>) => loadConfig(jobEnv, env);
+export const loadJobConfig = (env?: Record<string, string | undefined>) => loadConfig(jobEnv, env, servicePortVariables('job'));

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { bool, commonEnv, int, loadConfig, port } from '@aijob/core';
+import { bool, commonEnv, int, loadConfig, port, servicePortVariables } from '@aijob/core';
 
 export const schedulerEnv = {
   ...commonEnv,
@@ -37,4 +37,4 @@ export const schedulerEnv = {
 };
 
 export type SchedulerConfig = ReturnType<typeof loadSchedulerConfig>;
-export const loadSchedulerConfig = () => loadConfig(schedulerEnv);
+export const loadSchedulerConfig = () => loadConfig(schedulerEnv, process.env, servicePortVariables('scheduler'));

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { bool, commonEnv, ConfigError, int, list, loadConfig, port } from '@aijob/core';
+import { bool, commonEnv, ConfigError, int, list, loadConfig, port, servicePortVariables } from '@aijob/core';
 
 export const workerEnv = {
   LOG_LEVEL: commonEnv.LOG_LEVEL,
@@ -10,7 +10,8 @@ export const workerEnv = {
   AIJOB_NAMESPACE: commonEnv.AIJOB_NAMESPACE,
   GRPC_HOST: commonEnv.GRPC_HOST,
   SHUTDOWN_GRACE_MS: commonEnv.SHUTDOWN_GRACE_MS,
-  OPS_PORT: port(9090),
+  /** Not 9090, Prometheus's own port; 8002 is the gateway's. */
+  OPS_PORT: port(8003),
   SCHEDULER_ADDR: z.string().min(1).default('127.0.0.1:50053'),
   INTERNAL_TOKEN: z.string().min(16).optional(),
   WORKER_ID: z.string().regex(/^[\w.:@-]{1,128}$/).default(`${hostname()}-${process.pid}`),
@@ -60,7 +61,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   const problems: string[] = [];
   let config: z.infer<z.ZodObject<typeof workerEnv>> | undefined;
   try {
-    config = loadConfig(workerEnv, env);
+    config = loadConfig(workerEnv, env, servicePortVariables('worker'));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     problems.push(...err.problems);
