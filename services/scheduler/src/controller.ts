@@ -3,13 +3,13 @@ import { JobEvents, JobsSubmitted, JobState } from '@aijob/contracts';
 import { consumeBatches, decode, ensureDurable, ensureStreams, type Bus, type StreamOptions, type Topology } from '@aijob/bus';
 import { errorMessage, type Logger } from '@aijob/core';
 import { gauge } from '@aijob/telemetry';
-import type { Store } from '@aijob/store';
+import { forEachActiveJob, requeueAllDispatched, type ActiveJob, type Store } from '@aijob/store';
 import { Admission } from './admission.js';
 import type { Dispatcher } from './dispatcher.js';
 import { GangAssembly } from './gangs.js';
 import type { Leadership } from './leader-election.js';
 import type { QueueRepository } from './queue-repository.js';
-import { activeColumns, Reconciler, type ActiveRow, type ReconcilerOptions } from './reconciler.js';
+import { Reconciler, type ReconcilerOptions } from './reconciler.js';
 import { SchedulerState, type PendingJob } from './scheduler-state.js';
 import { dispatchMessages, streamIdentities } from './stream-inspection.js';
 import type { WorkerRegistry } from './worker-registry.js';
@@ -147,22 +147,20 @@ export class Controller {
   private async rebuild(): Promise<number> {
     let n = 0;
     const now = Date.now();
-    await this.d.store.sql.unsafe<ActiveRow[]>(
-      `SELECT ${activeColumns} FROM jobs WHERE state IN ('QUEUED', 'DISPATCHED', 'RUNNING', 'RETRY_WAIT')`,
-    ).cursor(5_000, (rows) => {
+    await forEachActiveJob(this.d.store.sql, 5_000, (rows) => {
       for (const r of rows) this.track(r, now);
       n += rows.length;
     });
     return n;
   }
 
-  private track(r: ActiveRow, now: number): void {
+  private track(r: ActiveJob, now: number): void {
     if (r.state === 'DISPATCHED' || r.state === 'RUNNING') {
-      this.state.addInflight({ id: r.id, workspaceId: r.workspace_id, queue: r.queue, attempt: r.attempt, since: r.updated_at.getTime(), dispatchSeq: 0 });
+      this.state.addInflight({ id: r.id, workspaceId: r.workspaceId, queue: r.queue, attempt: r.attempt, since: r.updatedAt.getTime(), dispatchSeq: 0 });
       return;
     }
-    const notBefore = (r.state === 'RETRY_WAIT' ? r.next_attempt_at : r.run_at)?.getTime() ?? 0;
-    this.wait({ id: r.id, workspaceId: r.workspace_id, queue: r.queue, priority: r.priority, notBefore }, r.gang_id, r.gang_size, now);
+    const notBefore = (r.state === 'RETRY_WAIT' ? r.nextAttemptAt : r.runAt)?.getTime() ?? 0;
+    this.wait({ id: r.id, workspaceId: r.workspaceId, queue: r.queue, priority: r.priority, notBefore }, r.gangId, r.gangSize, now);
   }
 
   /** A job starts waiting; gang members wait together once all have arrived. */
@@ -226,7 +224,9 @@ export class Controller {
               notBefore: e.nextAttemptAt?.getTime() ?? now }, e.gangId, e.gangSize, now);
             break;
           case JobState.JOB_STATE_CANCELLED:
-            if (e.source !== 'job') this.state.release(e.jobId, e.attempt);
+            // A worker's: its attempt ended. Otherwise CancelJob's or ClearQueue's announcement:
+            // a job that was not running is forgotten now; a running one when its worker stops.
+            if (e.source === 'worker') this.state.release(e.jobId, e.attempt);
             else if (e.previousState !== JobState.JOB_STATE_RUNNING) await this.dropCancelled(e.jobId);
             break;
           default:
@@ -267,8 +267,7 @@ export class Controller {
    */
   private async recoverStreams(): Promise<void> {
     await this.ensureConsumers();
-    const requeued = await this.d.store.sql`UPDATE jobs SET state = 'QUEUED', updated_at = now(), dispatched_at = NULL
-      WHERE state = 'DISPATCHED'`;
-    this.d.log.warn({ requeued: requeued.count }, 'dispatched jobs queued again after stream loss');
+    const requeued = await requeueAllDispatched(this.d.store.sql);
+    this.d.log.warn({ requeued }, 'dispatched jobs queued again after stream loss');
   }
 }

@@ -1,5 +1,5 @@
 import {
-  ensureQueues, findQueue, listQueues, putQueue, queueCounts, type QueueCounts, type QueueDefaults, type QueueRow, type Store,
+  cancelWaitingJobs, ensureQueues, findQueue, listQueues, putQueue, queueCounts, type QueueCounts, type QueueDefaults, type QueueRow, type Store,
 } from '@aijob/store';
 import type { QueueSettings, SchedulerState } from './scheduler-state.js';
 
@@ -36,22 +36,8 @@ export class QueueRepository {
    * Cancels a workspace's waiting jobs of a queue, recording history; returns them so
    * the caller can announce the cancellations.
    */
-  async clear(name: string, workspaceId: string, states: string[], reason: string):
-    Promise<{ id: string; attempt: number; state: string; traceparent: string }[]> {
-    return this.store.sql<{ id: string; attempt: number; state: string; traceparent: string }[]>`
-      WITH old AS (
-        SELECT id, state FROM jobs WHERE queue = ${name} AND workspace_id = ${workspaceId}
-          AND state = ANY(${states}::text[]) FOR UPDATE
-      ), upd AS (
-        UPDATE jobs j SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL,
-          error_code = 'CANCELLED', error_message = ${reason}, error_retryable = false
-        FROM old WHERE j.id = old.id
-        RETURNING j.id, j.attempt, old.state, j.traceparent
-      ), hist AS (
-        INSERT INTO job_events (job_id, attempt, state, source, detail)
-        SELECT id, attempt, 'CANCELLED', 'scheduler', json_build_object('reason', ${reason}::text, 'by', 'ClearQueue')::jsonb FROM upd
-      )
-      SELECT * FROM upd`;
+  clear(name: string, workspaceId: string, states: string[], reason: string) {
+    return cancelWaitingJobs(this.store.sql, { queue: name, workspaceId, states, reason });
   }
 
   all(): Promise<QueueRow[]> {

@@ -106,8 +106,9 @@ export function queueServiceHandlers(d: {
       const cleared = await d.queues.clear(name, ctx.principal!.workspaceId, states, req.reason || 'queue cleared');
       await Promise.all(cleared.map((j) => d.events.publish(JobEvent.fromPartial({
         jobId: j.id, attempt: j.attempt, state: JobState.JOB_STATE_CANCELLED, at: new Date(), queue: name,
-        workspaceId: ctx.principal!.workspaceId, traceparent: j.traceparent, source: 'job',
-        previousState: j.state === 'RETRY_WAIT' ? JobState.JOB_STATE_RETRY_WAIT : JobState.JOB_STATE_QUEUED,
+        workspaceId: ctx.principal!.workspaceId, traceparent: j.traceparent, source: 'scheduler',
+        // The state it left: this announces a transition already recorded (the job service applies nothing).
+        previousState: j.previousState === 'RETRY_WAIT' ? JobState.JOB_STATE_RETRY_WAIT : JobState.JOB_STATE_QUEUED,
       }))));
       await audited(ctx, 'queue.clear', `queue/${name}`, `${cleared.length} jobs cancelled`);
       return { cancelled: cleared.length };

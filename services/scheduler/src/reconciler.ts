@@ -2,29 +2,13 @@ import { JobEvent, JobState } from '@aijob/contracts';
 import type { EventPublisher } from '@aijob/bus';
 import { errorMessage, type Logger } from '@aijob/core';
 import { counter } from '@aijob/telemetry';
-import type { Store } from '@aijob/store';
+import {
+  dispatchedSince, failUnplaceableGang, liveAttempts, requeueLostDispatches, runningAttempts, waitingJobs,
+  type ActiveJob, type Store,
+} from '@aijob/store';
 import type { GangAssembly } from './gangs.js';
 import type { SchedulerState } from './scheduler-state.js';
 import type { WorkerRegistry } from './worker-registry.js';
-
-interface ActiveRow {
-  id: string;
-  workspace_id: string;
-  queue: string;
-  priority: number;
-  state: 'QUEUED' | 'DISPATCHED' | 'RUNNING' | 'RETRY_WAIT';
-  attempt: number;
-  created_at: Date;
-  updated_at: Date;
-  run_at: Date | null;
-  next_attempt_at: Date | null;
-  gang_id: string | null;
-  gang_size: number;
-}
-
-export const activeColumns = `id, workspace_id, queue, priority, state, attempt, created_at, updated_at, run_at,
-  next_attempt_at, gang_id, gang_size`;
-export type { ActiveRow };
 
 export interface ReconcilerOptions {
   /** DISPATCHED this long and its message missing from the stream on two passes: it was lost. */
@@ -61,7 +45,7 @@ export class Reconciler {
     events: EventPublisher;
     log: Logger;
     /** Adds a waiting job (or gang member) to the view. */
-    track: (row: ActiveRow, now: number) => void;
+    track: (row: ActiveJob, now: number) => void;
     /** `<job id>:<attempt>` of every message in the dispatch stream (waiting or unacked). */
     dispatchMessages: () => Promise<Set<string>>;
     o: ReconcilerOptions;
@@ -88,8 +72,7 @@ export class Reconciler {
       for (const j of q.inflight.values()) if (j.attempt >= 0) inflight.push({ id: j.id, attempt: j.attempt });
     }
     if (inflight.length === 0) return;
-    const live = await this.d.store.sql<{ id: string; attempt: number }[]>`
-      SELECT id, attempt FROM jobs WHERE id = ANY(${inflight.map((j) => j.id)}::uuid[]) AND state IN ('DISPATCHED', 'RUNNING')`;
+    const live = await liveAttempts(this.d.store.sql, inflight.map((j) => j.id));
     const current = new Set(live.map((r) => `${r.id}:${r.attempt}`));
     for (const j of inflight) {
       if (!current.has(`${j.id}:${j.attempt}`) && this.d.state.release(j.id, j.attempt)) this.repaired('slot');
@@ -105,10 +88,7 @@ export class Reconciler {
     const now = Date.now();
     const from = uuidAt(this.outboxMark - 5_000);
     const until = now - 2_000;
-    const rows = await this.d.store.sql.unsafe<ActiveRow[]>(
-      `SELECT ${activeColumns} FROM jobs
-       WHERE (state = 'QUEUED' AND id >= $1::uuid AND created_at < $2) OR state = 'RETRY_WAIT' LIMIT 50000`,
-      [from, new Date(until)]);
+    const rows = await waitingJobs(this.d.store.sql, from, new Date(until));
     this.outboxMark = until;
     for (const r of rows) {
       if (this.d.state.where.has(r.id) || this.d.gangs.has(r.id)) continue;
@@ -125,26 +105,23 @@ export class Reconciler {
   private async failLostAttempts(): Promise<void> {
     if (!this.d.registry.settled) return;
     const now = Date.now();
-    const rows = await this.d.store.sql<{ id: string; attempt: number; worker_id: string | null; queue: string;
-      workspace_id: string; traceparent: string; started_at: Date | null; timeout_ms: number; state: string }[]>`
-      SELECT id, attempt, worker_id, queue, workspace_id, traceparent, started_at, timeout_ms, state
-      FROM jobs WHERE state = 'RUNNING'`;
+    const rows = await runningAttempts(this.d.store.sql);
     const grace = this.d.o.heartbeatIntervalMs * 3;
     for (const r of rows) {
-      const worker = r.worker_id ? this.d.registry.get(r.worker_id) : undefined;
+      const worker = r.workerId ? this.d.registry.get(r.workerId) : undefined;
       const alive = worker !== undefined && now - worker.seenAt <= grace;
       let code: string | undefined;
       if (!alive) {
-        code = r.started_at && now - r.started_at.getTime() > r.timeout_ms + grace ? 'TIMEOUT' : 'WORKER_LOST';
-      } else if (r.started_at && worker.seenAt - r.started_at.getTime() > grace && !worker.runningJobIds.includes(r.id)) {
+        code = r.startedAt && now - r.startedAt.getTime() > r.timeoutMs + grace ? 'TIMEOUT' : 'WORKER_LOST';
+      } else if (r.startedAt && worker.seenAt - r.startedAt.getTime() > grace && !worker.runningJobIds.includes(r.id)) {
         code = 'WORKER_LOST';
       }
       if (!code) continue;
       this.repaired(code.toLowerCase());
       await this.d.events.publish(JobEvent.fromPartial({
-        jobId: r.id, attempt: r.attempt, state: JobState.JOB_STATE_FAILED, workerId: r.worker_id ?? '', at: new Date(),
-        error: { code, message: code === 'TIMEOUT' ? 'timed out with no live worker' : `worker ${r.worker_id} stopped running it`, retryable: true },
-        queue: r.queue, workspaceId: r.workspace_id, traceparent: r.traceparent, source: 'scheduler', startedAt: r.started_at ?? undefined,
+        jobId: r.id, attempt: r.attempt, state: JobState.JOB_STATE_FAILED, workerId: r.workerId ?? '', at: new Date(),
+        error: { code, message: code === 'TIMEOUT' ? 'timed out with no live worker' : `worker ${r.workerId} stopped running it`, retryable: true },
+        queue: r.queue, workspaceId: r.workspaceId, traceparent: r.traceparent, source: 'scheduler', startedAt: r.startedAt ?? undefined,
       }));
     }
   }
@@ -155,21 +132,15 @@ export class Reconciler {
    * leader died between commit and publish, or NATS lost it). The job is queued again.
    */
   private async requeueStuckDispatches(): Promise<void> {
-    const stuck = await this.d.store.sql<{ id: string; attempt: number }[]>`
-      SELECT id, attempt FROM jobs WHERE state = 'DISPATCHED'
-        AND dispatched_at < now() - ${this.d.o.dispatchStuckMs} * interval '1 millisecond' LIMIT 10000`;
+    const stuck = await dispatchedSince(this.d.store.sql, this.d.o.dispatchStuckMs);
     if (stuck.length === 0) { this.suspects.clear(); return; }
     const present = await this.d.dispatchMessages();
     const missing = stuck.filter((r) => !present.has(`${r.id}:${r.attempt}`)).map((r) => `${r.id}:${r.attempt}`);
     const confirmed = missing.filter((k) => this.suspects.has(k));
     this.suspects = new Set(missing);
     if (confirmed.length === 0) return;
-    const doc = confirmed.map((k) => { const [id, attempt] = k.split(':'); return { id, attempt: Number(attempt) }; });
-    const requeued = await this.d.store.sql.unsafe<ActiveRow[]>(
-      `UPDATE jobs j SET state = 'QUEUED', updated_at = now(), dispatched_at = NULL
-       FROM json_to_recordset($1::text::json) AS c(id uuid, attempt int)
-       WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'DISPATCHED'
-       RETURNING ${activeColumns.split(',').map((x) => `j.${x.trim()}`).join(', ')}`, [JSON.stringify(doc)]);
+    const lost = confirmed.map((k) => { const [id, attempt] = k.split(':'); return { id: id!, attempt: Number(attempt) }; });
+    const requeued = await requeueLostDispatches(this.d.store.sql, lost);
     const now = Date.now();
     for (const r of requeued) {
       this.d.state.release(r.id);
@@ -196,23 +167,14 @@ export class Reconciler {
       }
     }
     for (const gangId of expired) {
-      const failed = await this.d.store.sql<{ id: string; attempt: number; queue: string; workspace_id: string; traceparent: string }[]>`
-        WITH upd AS (
-          UPDATE jobs SET state = 'FAILED', finished_at = now(), updated_at = now(), next_attempt_at = NULL,
-            error_code = 'GANG_PLACEMENT_TIMEOUT', error_retryable = false,
-            error_message = 'not enough free worker slots to start every member at once within the placement timeout'
-          WHERE gang_id = ${gangId} AND state IN ('QUEUED', 'RETRY_WAIT')
-          RETURNING id, attempt, queue, workspace_id, traceparent
-        ), hist AS (
-          INSERT INTO job_events (job_id, attempt, state, source, detail)
-          SELECT id, attempt, 'FAILED', 'scheduler', '{"error":{"code":"GANG_PLACEMENT_TIMEOUT"}}'::jsonb FROM upd
-        )
-        SELECT * FROM upd`;
+      const failed = await failUnplaceableGang(this.d.store.sql, gangId);
       for (const f of failed) {
         this.d.state.remove(f.id);
         await this.d.events.publish(JobEvent.fromPartial({
           jobId: f.id, attempt: f.attempt, state: JobState.JOB_STATE_FAILED, at: new Date(), queue: f.queue,
-          workspaceId: f.workspace_id, traceparent: f.traceparent, source: 'job', gangId,
+          workspaceId: f.workspaceId, traceparent: f.traceparent, source: 'scheduler', gangId,
+          // The state it left: this announces a transition already recorded (the job service applies nothing).
+          previousState: f.previousState === 'RETRY_WAIT' ? JobState.JOB_STATE_RETRY_WAIT : JobState.JOB_STATE_QUEUED,
           error: { code: 'GANG_PLACEMENT_TIMEOUT', message: 'gang could not be placed', retryable: false },
         }));
       }

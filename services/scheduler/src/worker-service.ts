@@ -1,7 +1,7 @@
 import { WorkerServiceService, msToDuration } from '@aijob/contracts';
 import { InvalidArgumentError } from '@aijob/core';
 import type { Implementation } from '@aijob/server';
-import type { Store } from '@aijob/store';
+import { jobAttempt, type Store } from '@aijob/store';
 import type { WorkerRegistry } from './worker-registry.js';
 
 const WORKER_ID = /^[\w.:@-]{1,128}$/;
@@ -27,12 +27,11 @@ export function workerServiceHandlers(d: { registry: WorkerRegistry; store: Stor
      */
     async confirmDispatch(req) {
       if (!UUID.test(req.jobId)) throw InvalidArgumentError.field('job_id', 'must be a job id (UUID)');
-      const [row] = await d.store.sql<{ state: string; attempt: number; worker_id: string | null }[]>`
-        SELECT state, attempt, worker_id FROM jobs WHERE id = ${req.jobId}`;
+      const row = await jobAttempt(d.store.sql, req.jobId);
       if (!row || row.attempt !== req.attempt) return { current: false };
       if (row.state === 'DISPATCHED') return { current: true };
       if (row.state !== 'RUNNING') return { current: false };
-      const holder = row.worker_id ? d.registry.get(row.worker_id) : undefined;
+      const holder = row.workerId ? d.registry.get(row.workerId) : undefined;
       const held = holder !== undefined && d.registry.isAlive(holder.workerId) && holder.runningJobIds.includes(req.jobId);
       return { current: !held };
     },

@@ -61,34 +61,6 @@ export async function countUnfinishedJobs(q: Queryable, workspaceId: string): Pr
   return row!.n;
 }
 
-/** Unfinished jobs per queue and state; `oldest` is the QUEUED job ready to run longest. */
-export interface QueueStateCount {
-  queue: string;
-  state: JobStateName;
-  n: number;
-  oldest: Date | null;
-}
-
-/**
- * Unfinished jobs per queue and state, platform-wide. The oldest pending is the QUEUED
- * job that has been ready longest (since its run_at, or since submit): jobs still
- * delayed by run_at are not waiting on the scheduler and do not count.
- */
-export async function countActiveByQueue(q: Queryable): Promise<QueueStateCount[]> {
-  return q<QueueStateCount[]>`
-    SELECT queue, state, count(*)::int AS n,
-      min(GREATEST(created_at, run_at)) FILTER (WHERE state = 'QUEUED' AND (run_at IS NULL OR run_at <= now())) AS oldest
-    FROM jobs WHERE state IN (${raw(q, active)}) GROUP BY queue, state`;
-}
-
-/** The same for one workspace's jobs (what a tenant may see); oldest by submit time. */
-export async function countWorkspaceActiveByQueue(q: Queryable, workspaceId: string): Promise<QueueStateCount[]> {
-  return q<QueueStateCount[]>`
-    SELECT queue, state, count(*)::int AS n, min(created_at) FILTER (WHERE state = 'QUEUED') AS oldest
-    FROM jobs WHERE workspace_id = ${workspaceId} AND state IN (${raw(q, active)})
-    GROUP BY queue, state`;
-}
-
 /** A job's state, attempt and worker (a worker confirming a dispatch). */
 export async function jobAttempt(q: Queryable, id: string): Promise<Pick<JobRow, 'state' | 'attempt' | 'workerId'> | undefined> {
   const [row] = await q<Pick<JobRow, 'state' | 'attempt' | 'workerId'>[]>`

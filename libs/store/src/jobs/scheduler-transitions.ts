@@ -10,7 +10,7 @@ export const activeKeys = ['id', 'workspaceId', 'queue', 'priority', 'state', 'a
   'nextAttemptAt', 'gangId', 'gangSize'] as const;
 
 /** A dispatched attempt: what the worker's message is made of. */
-export type DispatchedJob = Pick<JobRow, 'id' | 'workspaceId' | 'queue' | 'type' | 'attempt' | 'maxAttempts' | 'timeoutMs' |
+export type DispatchedAttempt = Pick<JobRow, 'id' | 'workspaceId' | 'queue' | 'type' | 'attempt' | 'maxAttempts' | 'timeoutMs' |
   'labels' | 'idempotencyKey' | 'createdAt' | 'gangId' | 'gangSize' | 'traceparent'> & {
   /** The stored input as JSON text, passed to the worker untouched. */
   inputJson: string;
@@ -31,9 +31,9 @@ export interface LeaseFence {
  * the whole admitted batch, with history; only while `lease` is held at its epoch
  * (fencing: a deposed leader changes nothing). Returns the jobs dispatched.
  */
-export async function dispatchJobs(q: Queryable, ids: readonly string[], lease: LeaseFence): Promise<DispatchedJob[]> {
+export async function dispatchJobs(q: Queryable, ids: readonly string[], lease: LeaseFence): Promise<DispatchedAttempt[]> {
   if (ids.length === 0) return [];
-  return q<DispatchedJob[]>`
+  return q<DispatchedAttempt[]>`
     WITH before AS (
       SELECT id, next_attempt_at FROM jobs WHERE id = ANY(${ids as string[]}::uuid[])
     ), lease AS (
